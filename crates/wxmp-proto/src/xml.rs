@@ -1,0 +1,272 @@
+//! A small, hostile-input-safe XML reader for WeChat's `<xml>…</xml>` documents.
+//!
+//! WeChat's XML is flat and simple: elements, text and CDATA, never attributes that matter,
+//! never a DTD. So this reader accepts exactly that and refuses the rest: a `<!DOCTYPE` (and
+//! with it every entity declaration, XXE and "billion laughs") is an error, only the five
+//! predefined entities and character references are understood, and size, depth and element
+//! count are bounded before any allocation can grow with the input. It is built on
+//! quick-xml's pull parser, which never expands custom entities on its own.
+//!
+//! The result is a tree of [`Element`]s: a leaf's text is kept byte-exact (CDATA and escaped
+//! text concatenated), whitespace between child elements is dropped.
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use crate::Error;
+
+/// The largest document accepted (1 MiB), as bytes of UTF-8.
+pub const MAX_XML_BYTES: usize = 1 << 20;
+/// The deepest nesting accepted. WeChat's deepest push is 5 levels
+/// (`xml/SendPicsInfo/PicList/item/PicMd5Sum`).
+pub const MAX_DEPTH: usize = 16;
+/// The most elements accepted in one document.
+pub const MAX_ELEMENTS: usize = 10_000;
+
+/// One XML element: its name, its text (for leaves) and its child elements, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    /// The tag name, e.g. `ToUserName`.
+    pub name: String,
+    /// The text content with CDATA sections and entities resolved; empty for elements that
+    /// have children.
+    pub text: String,
+    /// The child elements, in document order.
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    /// The first child named `name`.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// The text of the first child named `name`.
+    pub fn child_text(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.as_str())
+    }
+
+    /// The children named `name`, in order.
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+}
+
+/// Parses a complete document and returns its root element.
+///
+/// Errors (all -40002) for: more than [`MAX_XML_BYTES`], invalid UTF-8, a DOCTYPE, an unknown
+/// entity, mismatched or unclosed tags, more than one root, text outside the root, nesting
+/// deeper than [`MAX_DEPTH`] or more than [`MAX_ELEMENTS`] elements.
+pub fn parse(input: &[u8]) -> Result<Element, Error> {
+    if input.len() > MAX_XML_BYTES {
+        return Err(Error::xml(format_args!(
+            "document larger than {MAX_XML_BYTES} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(input).map_err(|_| Error::xml("document is not UTF-8"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+
+    let mut reader = Reader::from_str(text);
+    let config = reader.config_mut();
+    config.trim_text(false);
+    config.check_end_names = true;
+    config.expand_empty_elements = false;
+
+    // The open elements; the last one is the innermost.
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut elements = 0usize;
+
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| Error::xml(format_args!("malformed XML: {e}")))?;
+        let is_empty = matches!(event, Event::Empty(_));
+        match event {
+            Event::Start(start) | Event::Empty(start) => {
+                if root.is_some() {
+                    return Err(Error::xml("more than one root element"));
+                }
+                elements += 1;
+                if elements > MAX_ELEMENTS {
+                    return Err(Error::xml(format_args!(
+                        "more than {MAX_ELEMENTS} elements"
+                    )));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(Error::xml(format_args!(
+                        "nesting deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+                let name = std::str::from_utf8(start.name().as_ref())
+                    .map_err(|_| Error::xml("element name is not UTF-8"))?
+                    .to_owned();
+                let element = Element {
+                    name,
+                    ..Element::default()
+                };
+                if is_empty {
+                    close(element, &mut stack, &mut root);
+                } else {
+                    stack.push(element);
+                }
+            }
+            Event::End(_) => {
+                // quick-xml has already checked that the name matches the open element.
+                let element = stack
+                    .pop()
+                    .ok_or_else(|| Error::xml("closing tag without an opening tag"))?;
+                close(element, &mut stack, &mut root);
+            }
+            Event::Text(text) => {
+                let unescaped = text
+                    .unescape()
+                    .map_err(|e| Error::xml(format_args!("bad text or entity: {e}")))?;
+                match stack.last_mut() {
+                    Some(open) => open.text.push_str(&unescaped),
+                    None if unescaped.trim().is_empty() => {}
+                    None => return Err(Error::xml("text outside the root element")),
+                }
+            }
+            Event::CData(cdata) => {
+                let raw = std::str::from_utf8(cdata.as_ref())
+                    .map_err(|_| Error::xml("CDATA is not UTF-8"))?;
+                match stack.last_mut() {
+                    Some(open) => open.text.push_str(raw),
+                    None => return Err(Error::xml("CDATA outside the root element")),
+                }
+            }
+            Event::DocType(_) => {
+                return Err(Error::xml(
+                    "DOCTYPE and entity declarations are not allowed",
+                ))
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err(Error::xml("unexpected end of document: unclosed element"));
+    }
+    root.ok_or_else(|| Error::xml("no root element"))
+}
+
+/// Attaches a finished element to its parent, or makes it the root.
+fn close(mut element: Element, stack: &mut [Element], root: &mut Option<Element>) {
+    if !element.children.is_empty() {
+        // Whitespace between child elements is layout, not content.
+        element.text.clear();
+    }
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(element),
+        None => *root = Some(element),
+    }
+}
+
+/// Appends `text` to `out` as a CDATA section. A `]]>` inside the text is split across two
+/// sections, so any string survives a render/parse round trip.
+pub fn push_cdata(out: &mut String, text: &str) {
+    out.push_str("<![CDATA[");
+    let mut rest = text;
+    while let Some(at) = rest.find("]]>") {
+        out.push_str(&rest[..at + 2]);
+        out.push_str("]]><![CDATA[");
+        rest = &rest[at + 2..];
+    }
+    out.push_str(rest);
+    out.push_str("]]>");
+}
+
+/// Appends `<name><![CDATA[text]]></name>` to `out`.
+pub fn push_cdata_element(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    push_cdata(out, text);
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// Appends `<name>text</name>` to `out`, escaping `&`, `<` and `>` (for numbers and other
+/// values WeChat writes without CDATA).
+pub fn push_text_element(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdata_entities_emoji_and_cjk() {
+        let doc = "<xml><A><![CDATA[你好 😀 <b>]]></A><B>a &amp; b &lt; &#x4F60;</B>\n<C/></xml>";
+        let root = parse(doc.as_bytes()).unwrap();
+        assert_eq!(root.name, "xml");
+        assert_eq!(root.text, "");
+        assert_eq!(root.child_text("A"), Some("你好 😀 <b>"));
+        assert_eq!(root.child_text("B"), Some("a & b < 你"));
+        assert_eq!(root.child_text("C"), Some(""));
+    }
+
+    #[test]
+    fn refuses_doctype_and_unknown_entities() {
+        let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><xml><A>&lol2;</A></xml>"#;
+        assert!(parse(bomb.as_bytes()).unwrap_err().to_string().contains("DOCTYPE"));
+        let xxe = "<xml><A>&xxe;</A></xml>";
+        assert_eq!(parse(xxe.as_bytes()).unwrap_err().code(), -40002);
+    }
+
+    #[test]
+    fn refuses_malformed_documents() {
+        for bad in [
+            "",
+            "   ",
+            "<xml>",
+            "<xml><A></B></xml>",
+            "<xml></xml><xml></xml>",
+            "text<xml></xml>",
+            "<xml><A>x</A>",
+            "</xml>",
+            "{\"json\":true}",
+        ] {
+            assert_eq!(parse(bad.as_bytes()).unwrap_err().code(), -40002, "{bad:?}");
+        }
+        assert!(parse(&[0xff, 0xfe, b'<']).is_err());
+    }
+
+    #[test]
+    fn bounds_depth_and_size() {
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert!(parse(deep.as_bytes()).unwrap_err().to_string().contains("deeper"));
+        let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
+        assert!(parse(ok.as_bytes()).is_ok());
+        let big = vec![b' '; MAX_XML_BYTES + 1];
+        assert!(parse(&big).unwrap_err().to_string().contains("larger"));
+        let many = format!("<xml>{}</xml>", "<a/>".repeat(MAX_ELEMENTS));
+        assert!(parse(many.as_bytes()).unwrap_err().to_string().contains("elements"));
+    }
+
+    #[test]
+    fn cdata_with_terminator_round_trips() {
+        for text in ["plain", "a]]>b", "]]>]]>", "]]", "x]]"] {
+            let mut doc = String::from("<xml>");
+            push_cdata_element(&mut doc, "A", text);
+            doc.push_str("</xml>");
+            assert_eq!(parse(doc.as_bytes()).unwrap().child_text("A"), Some(text));
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! # wxmp — the WeChat Official Account developer server
+//!
+//! (Module map filled in as the crate grows.)
+
+pub mod emulator;
