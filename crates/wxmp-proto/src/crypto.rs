@@ -169,8 +169,8 @@ impl MsgCrypt {
     ///
     /// Randomness is a parameter so that this crate needs no RNG and tests can pin it.
     pub fn encrypt(&self, msg: &str, random: [u8; 16]) -> Result<String, Error> {
-        let msg_len = u32::try_from(msg.len())
-            .map_err(|_| Error::EncryptAes("message longer than 4 GiB"))?;
+        let msg_len =
+            u32::try_from(msg.len()).map_err(|_| Error::EncryptAes("message longer than 4 GiB"))?;
         let appid = self.appid.as_str().as_bytes();
         let full_len = HEADER_LEN + msg.len() + appid.len();
         let pad = PAD_BLOCK - full_len % PAD_BLOCK;
@@ -219,7 +219,9 @@ impl MsgCrypt {
             .map_err(|_| Error::IllegalBuffer("msg_len does not fit in memory"))?;
         let body = &content[HEADER_LEN..];
         if msg_len > body.len() {
-            return Err(Error::IllegalBuffer("msg_len runs past the end of the buffer"));
+            return Err(Error::IllegalBuffer(
+                "msg_len runs past the end of the buffer",
+            ));
         }
         let (msg, from_appid) = body.split_at(msg_len);
         if from_appid != self.appid.as_str().as_bytes() {
@@ -235,7 +237,11 @@ impl MsgCrypt {
 /// Removes WXBizMsgCrypt's PKCS#7 padding (block size 32). Every pad byte must equal the pad
 /// length, which must be 1..=32.
 fn strip_pkcs7_32(plain: &[u8]) -> Result<&[u8], Error> {
-    let pad = usize::from(*plain.last().ok_or(Error::IllegalBuffer("empty plaintext"))?);
+    let pad = usize::from(
+        *plain
+            .last()
+            .ok_or(Error::IllegalBuffer("empty plaintext"))?,
+    );
     if pad == 0 || pad > PAD_BLOCK || pad > plain.len() {
         return Err(Error::IllegalBuffer("invalid PKCS#7 padding"));
     }
@@ -289,7 +295,11 @@ mod tests {
             "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF-",
             "abcdefghijklmnopqrstuvwxyz0123456789ABCDEé",
         ] {
-            assert_eq!(EncodingAesKey::parse(bad).unwrap_err().code(), -40004, "{bad}");
+            assert_eq!(
+                EncodingAesKey::parse(bad).unwrap_err().code(),
+                -40004,
+                "{bad}"
+            );
         }
     }
 
@@ -305,7 +315,9 @@ mod tests {
     fn pad_32_round_trip() {
         // 16 + 4 + 26 + 18 = 64: a whole extra block of padding.
         let c = crypter();
-        let enc = c.encrypt("abcdefghijklmnopqrstuvwxyz", *b"aaaabbbbccccdddd").unwrap();
+        let enc = c
+            .encrypt("abcdefghijklmnopqrstuvwxyz", *b"aaaabbbbccccdddd")
+            .unwrap();
         assert_eq!(STANDARD.decode(&enc).unwrap().len(), 96);
         assert_eq!(open(&c, &enc).unwrap().msg, "abcdefghijklmnopqrstuvwxyz");
     }

@@ -167,9 +167,15 @@ mod tests {
     #[test]
     fn reply_round_trips_and_detects_tampering() {
         let token = Token::new("pamtest").unwrap();
-        let reply =
-            EncryptedReply::seal(&crypt(), &token, "<xml>hi</xml>", "1409304348", "xxxxxx", [1; 16])
-                .unwrap();
+        let reply = EncryptedReply::seal(
+            &crypt(),
+            &token,
+            "<xml>hi</xml>",
+            "1409304348",
+            "xxxxxx",
+            [1; 16],
+        )
+        .unwrap();
         let wire = reply.render();
         let parsed = EncryptedReply::parse(wire.as_bytes()).unwrap();
         assert_eq!(parsed, reply);
@@ -182,8 +188,9 @@ mod tests {
 
     #[test]
     fn request_without_encrypt_is_40002() {
-        let err = EncryptedRequest::parse(b"<xml><ToUserName><![CDATA[gh_test]]></ToUserName></xml>")
-            .unwrap_err();
+        let err =
+            EncryptedRequest::parse(b"<xml><ToUserName><![CDATA[gh_test]]></ToUserName></xml>")
+                .unwrap_err();
         assert_eq!(err.code(), -40002);
     }
 }

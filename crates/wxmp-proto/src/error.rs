@@ -211,9 +211,6 @@ mod tests {
         assert!(!ApiErrcode::from_code(45009).unwrap().is_stale_token());
         assert!(ApiErrcode::from_code(-1).unwrap().is_transient());
         assert!(!ApiErrcode::from_code(40164).unwrap().is_transient());
-        assert_eq!(
-            ApiErrcode::from_code(12345),
-            Some(ApiErrcode::Other(12345))
-        );
+        assert_eq!(ApiErrcode::from_code(12345), Some(ApiErrcode::Other(12345)));
     }
 }

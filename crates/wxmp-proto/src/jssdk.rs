@@ -30,7 +30,12 @@ pub fn jsapi_string1(jsapi_ticket: &str, noncestr: &str, timestamp: &str, url: &
 }
 
 /// The `wx.config` signature for a page at `url` (any `#fragment` is dropped).
-pub fn jsapi_signature(jsapi_ticket: &str, noncestr: &str, timestamp: &str, url: &str) -> Signature {
+pub fn jsapi_signature(
+    jsapi_ticket: &str,
+    noncestr: &str,
+    timestamp: &str,
+    url: &str,
+) -> Signature {
     Signature::of_bytes(jsapi_string1(jsapi_ticket, noncestr, timestamp, url).as_bytes())
 }
 

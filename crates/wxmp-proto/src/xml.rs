@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn refuses_doctype_and_unknown_entities() {
         let bomb = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><xml><A>&lol2;</A></xml>"#;
-        assert!(parse(bomb.as_bytes()).unwrap_err().to_string().contains("DOCTYPE"));
+        assert!(parse(bomb.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("DOCTYPE"));
         let xxe = "<xml><A>&xxe;</A></xml>";
         assert_eq!(parse(xxe.as_bytes()).unwrap_err().code(), -40002);
     }
@@ -251,13 +254,19 @@ mod tests {
     #[test]
     fn bounds_depth_and_size() {
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
-        assert!(parse(deep.as_bytes()).unwrap_err().to_string().contains("deeper"));
+        assert!(parse(deep.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("deeper"));
         let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
         assert!(parse(ok.as_bytes()).is_ok());
         let big = vec![b' '; MAX_XML_BYTES + 1];
         assert!(parse(&big).unwrap_err().to_string().contains("larger"));
         let many = format!("<xml>{}</xml>", "<a/>".repeat(MAX_ELEMENTS));
-        assert!(parse(many.as_bytes()).unwrap_err().to_string().contains("elements"));
+        assert!(parse(many.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("elements"));
     }
 
     #[test]

@@ -86,7 +86,8 @@ fn url_signature_negatives() {
     let all: Vec<UrlSignature> = list("url_signature_plain_negative");
     assert!(!all.is_empty());
     for v in all {
-        let result = signature::verify_signature(&token(&v.token), &v.timestamp, &v.nonce, &v.signature);
+        let result =
+            signature::verify_signature(&token(&v.token), &v.timestamp, &v.nonce, &v.signature);
         assert_eq!(result, Err(Error::ValidateSignature), "{}", v.id);
         assert_eq!(Error::ValidateSignature.code(), -40001);
     }
@@ -113,8 +114,14 @@ fn jssdk_signatures() {
         let sig = jssdk::jsapi_signature(&v.jsapi_ticket, &v.noncestr, &v.timestamp, &v.url);
         assert_eq!(sig.as_str(), v.signature, "{}", v.id);
         let with_fragment = format!("{}#/route?x=1", v.url);
-        let sig = jssdk::jsapi_signature(&v.jsapi_ticket, &v.noncestr, &v.timestamp, &with_fragment);
-        assert_eq!(sig.as_str(), v.signature, "{}: fragment must not be signed", v.id);
+        let sig =
+            jssdk::jsapi_signature(&v.jsapi_ticket, &v.noncestr, &v.timestamp, &with_fragment);
+        assert_eq!(
+            sig.as_str(),
+            v.signature,
+            "{}: fragment must not be signed",
+            v.id
+        );
     }
 }
 
@@ -178,7 +185,11 @@ impl CryptoVector {
     }
 
     fn random(&self) -> [u8; 16] {
-        let hex = self.random_hex.as_ref().or(self.random_recovered_hex.as_ref()).unwrap();
+        let hex = self
+            .random_hex
+            .as_ref()
+            .or(self.random_recovered_hex.as_ref())
+            .unwrap();
         hex::decode(hex).unwrap().try_into().unwrap()
     }
 }
@@ -197,15 +208,25 @@ fn check_crypto_vector(v: &CryptoVector) {
     let encrypt = crypt.encrypt(&v.msg, v.random()).unwrap();
     assert_eq!(encrypt, v.encrypt_b64, "{}: Encrypt", v.id);
     if let Some(ct) = &v.ciphertext_hex {
-        assert_eq!(hex::encode(STANDARD.decode(&encrypt).unwrap()), *ct, "{}", v.id);
+        assert_eq!(
+            hex::encode(STANDARD.decode(&encrypt).unwrap()),
+            *ct,
+            "{}",
+            v.id
+        );
     }
 
     // msg_signature, then decryption behind it, recovers message and random prefix.
     let sig = signature::msg_signature(&tok, &v.timestamp, &v.nonce, &v.encrypt_b64);
     assert_eq!(sig.as_str(), v.msg_signature, "{}: msg_signature", v.id);
-    let verified =
-        signature::verify_msg_signature(&tok, &v.timestamp, &v.nonce, &v.encrypt_b64, &v.msg_signature)
-            .unwrap();
+    let verified = signature::verify_msg_signature(
+        &tok,
+        &v.timestamp,
+        &v.nonce,
+        &v.encrypt_b64,
+        &v.msg_signature,
+    )
+    .unwrap();
     let plain = crypt.decrypt(verified).unwrap();
     assert_eq!(plain.msg, v.msg, "{}: byte-exact message", v.id);
     assert_eq!(plain.random, v.random(), "{}: random prefix", v.id);
@@ -276,9 +297,15 @@ fn run_negative(v: &NegativeVector) -> Error {
     let crypt = MsgCrypt::new(key, AppId::new(v.appid.clone().unwrap()).unwrap());
     let tok = token(v.token.as_deref().unwrap());
     let (ts, nonce) = (v.timestamp.as_deref().unwrap(), v.nonce.as_deref().unwrap());
-    signature::verify_msg_signature(&tok, ts, nonce, &encrypt, v.msg_signature.as_deref().unwrap())
-        .and_then(|verified| crypt.decrypt(verified))
-        .expect_err(&v.id)
+    signature::verify_msg_signature(
+        &tok,
+        ts,
+        nonce,
+        &encrypt,
+        v.msg_signature.as_deref().unwrap(),
+    )
+    .and_then(|verified| crypt.decrypt(verified))
+    .expect_err(&v.id)
 }
 
 #[test]
