@@ -2,4 +2,6 @@
 //!
 //! (Module map filled in as the crate grows.)
 
+pub mod config;
 pub mod emulator;
+pub mod store;

@@ -1,0 +1,141 @@
+//! The in-memory backend: a `HashMap` behind a std `Mutex`, for tests and single-process use.
+//!
+//! The mutex is never held across an `.await` (every method is synchronous inside), so a std
+//! mutex is cheaper and simpler than tokio's. Expiry is checked on read, with
+//! `tokio::time::Instant` so that tests can pause time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::{StoreError, NOTIFY_CAPACITY};
+
+#[derive(Debug)]
+struct Entry {
+    value: String,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// An in-process key/value store.
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    notify: broadcast::Sender<String>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore {
+            entries: Arc::default(),
+            notify: broadcast::channel(NOTIFY_CAPACITY).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic while holding the lock cannot leave a half-written entry, so recover.
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// See [`super::Store::get`].
+    pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| e.value.clone()))
+    }
+
+    /// See [`super::Store::set`].
+    pub async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
+        let expires_at = ttl.map(|ttl| Instant::now() + ttl);
+        self.lock().insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_owned(),
+                expires_at,
+            },
+        );
+        let _ = self.notify.send(key.to_owned());
+        Ok(())
+    }
+
+    /// See [`super::Store::set_nx`].
+    pub async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        if entries.get(key).is_some_and(|e| e.live(now)) {
+            return Ok(false);
+        }
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_owned(),
+                expires_at: Some(now + ttl),
+            },
+        );
+        Ok(true)
+    }
+
+    /// See [`super::Store::delete_if_eq`].
+    pub async fn delete_if_eq(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let deleted = {
+            let mut entries = self.lock();
+            let matches = entries
+                .get(key)
+                .is_some_and(|e| e.live(now) && e.value == value);
+            if matches {
+                entries.remove(key);
+            }
+            matches
+        };
+        if deleted {
+            let _ = self.notify.send(key.to_owned());
+        }
+        Ok(deleted)
+    }
+
+    /// See [`super::Store::subscribe`].
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.notify.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn kv_contract() {
+        let store = MemoryStore::new();
+        let mut events = store.subscribe();
+        assert_eq!(store.get("k").await.unwrap(), None);
+        assert!(store.set_nx("k", "a", Duration::from_secs(10)).await.unwrap());
+        assert!(!store.set_nx("k", "b", Duration::from_secs(10)).await.unwrap());
+        assert!(!store.delete_if_eq("k", "b").await.unwrap());
+        assert!(store.delete_if_eq("k", "a").await.unwrap());
+        assert_eq!(events.recv().await.unwrap(), "k");
+        store.set("t", "v", Some(Duration::from_secs(5))).await.unwrap();
+        assert_eq!(store.get("t").await.unwrap().as_deref(), Some("v"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(store.get("t").await.unwrap(), None);
+        assert!(store.set_nx("t", "w", Duration::from_secs(1)).await.unwrap());
+    }
+}
