@@ -5,3 +5,4 @@
 pub mod config;
 pub mod emulator;
 pub mod store;
+pub mod token;

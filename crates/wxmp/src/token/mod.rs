@@ -1,0 +1,763 @@
+//! The access_token central control server (中控): one refresher for every app, token and
+//! ticket, however many instances share the store.
+//!
+//! Each (app, kind) pair — kind being the access_token, the `jsapi_ticket` or the `wx_card`
+//! ticket — is a [`Slot`]: an in-memory copy of the credential, a local single-flight mutex,
+//! and a background refresher. Serving reads the memory copy only (a std mutex, never held
+//! across `.await`), so a token GET costs microseconds and keeps working while the store is
+//! down. Getting a *new* credential goes through [`TokenCore::ensure`], the one place where
+//! WeChat is called:
+//!
+//! 1. the local flight mutex: callers of this instance queue, and each re-checks the memory
+//!    copy when its turn comes, so a crowd makes one attempt;
+//! 2. the store: another instance may already have stored something acceptable;
+//! 3. the store lock (`set_nx` with this instance's owner id and a 10-second lease): one
+//!    instance fetches; the others wait for the store's change notification (polling slowly as
+//!    a fallback) and take the stored result. A holder that dies simply lets its lease run out.
+//!
+//! What is "acceptable" is the caller's predicate: usable (a GET), not the stale token a
+//! business server reported (passive refresh), or outside the refresh window (the
+//! refresher). That one mechanism gives the conditional passive refresh, proactive refresh
+//! and the fill of an empty store their single-flight for free.
+//!
+//! Errors that a retry cannot fix (40164, 40013, 45009 …) stop the attempt and put the slot
+//! in a cooldown during which callers get the explanation without another upstream call;
+//! `-1` and transport errors are retried with bounded backoff within the lease.
+
+pub mod credential;
+pub mod upstream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use self::credential::{now_ms, Backoff, Credential};
+pub use self::upstream::{TicketType, Upstream, UpstreamError};
+use crate::config::{AppConfig, TokenApi};
+use crate::store::{Store, StoreError};
+
+/// The refresh lock's lease: a holder that dies frees the lock after this long.
+pub const LOCK_LEASE: Duration = Duration::from_secs(10);
+/// How long one refresh may spend on upstream attempts; shorter than the lease.
+pub const FETCH_BUDGET: Duration = Duration::from_secs(7);
+/// How long a caller waits for another instance's refresh before giving up.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
+/// How often a waiter re-reads the store when no notification arrives.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+/// Cooldown after an error a retry cannot fix.
+const PERMANENT_COOLDOWN: Duration = Duration::from_secs(60);
+/// Cooldown after transient errors outlasted the fetch budget.
+const TRANSIENT_COOLDOWN: Duration = Duration::from_secs(1);
+/// Minimum spacing of `force_refresh` calls (WeChat ignores closer ones).
+const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
+/// Retry delays for `-1` and transport errors.
+const RETRY: Backoff = Backoff {
+    base: Duration::from_millis(200),
+    cap: Duration::from_secs(2),
+};
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The access_token.
+    AccessToken,
+    /// A ticket fetched with the access_token.
+    Ticket(TicketType),
+}
+
+impl Kind {
+    /// The name used in store keys, logs and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::AccessToken => "access_token",
+            Kind::Ticket(t) => t.as_str(),
+        }
+    }
+
+    const ALL: [Kind; 3] = [
+        Kind::AccessToken,
+        Kind::Ticket(TicketType::Jsapi),
+        Kind::Ticket(TicketType::WxCard),
+    ];
+}
+
+/// Why no credential could be handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No app of that name is configured.
+    #[error("no app named {0:?} is configured")]
+    UnknownApp(String),
+    /// The app has no `secret`, so it is callback-only.
+    #[error("app {0:?} has no secret configured: it is callback-only, with no access_token or tickets")]
+    NoSecret(String),
+    /// WeChat refused or failed; `explanation` says what to do.
+    #[error("{explanation}")]
+    Upstream {
+        /// WeChat's errcode, if it gave one.
+        errcode: Option<i64>,
+        /// True when wxmp will succeed on its own once WeChat recovers.
+        transient: bool,
+        /// Plain words: what happened and what to do.
+        explanation: String,
+    },
+    /// The store cannot be reached, and the current token is still valid: refresh later.
+    #[error("{0}; the current token is still valid and served, refresh again once the store is back")]
+    StoreUnavailable(String),
+    /// Another instance holds the refresh lock and did not finish in time.
+    #[error("another instance is refreshing and did not finish within {0:?}")]
+    Timeout(Duration),
+}
+
+impl TokenError {
+    fn from_upstream(e: &UpstreamError) -> Self {
+        TokenError::Upstream {
+            errcode: e.errcode(),
+            transient: e.is_transient(),
+            explanation: e.explain(),
+        }
+    }
+}
+
+/// A credential as handed to a caller.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The access_token or ticket.
+    pub value: String,
+    /// Whole seconds of validity left.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Issued(***, expires_in={})", self.expires_in)
+    }
+}
+
+impl Issued {
+    fn from(c: &Credential, now: u64) -> Self {
+        Issued {
+            value: c.value.clone(),
+            expires_in: c.expires_in_s(now),
+        }
+    }
+}
+
+/// The result of a passive refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refreshed {
+    /// The token to use now.
+    pub issued: Issued,
+    /// True when the reported token was the current one and has been replaced.
+    pub refreshed: bool,
+}
+
+/// What `/v1/apps` shows about one credential.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct KindStatus {
+    /// Seconds since it was fetched, if held.
+    pub age_s: Option<u64>,
+    /// Seconds until it expires, if held.
+    pub expires_in_s: Option<u64>,
+    /// Unix ms of this instance's last successful upstream fetch.
+    pub last_refresh_ms: Option<u64>,
+    /// Upstream calls made by this instance today (UTC).
+    pub upstream_calls_today: u64,
+    /// The last error, in plain words.
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct SlotStatus {
+    last_refresh_ms: Option<u64>,
+    calls_day: u64,
+    upstream_calls_today: u64,
+    last_error: Option<String>,
+    /// While set and in the future, `ensure` answers `cooldown_error` without calling WeChat.
+    cooldown_until: Option<Instant>,
+    cooldown_error: Option<TokenError>,
+}
+
+/// One (app, kind) pair.
+struct Slot {
+    app: Arc<AppConfig>,
+    kind: Kind,
+    /// Store key of the credential.
+    key: String,
+    /// Store key of the refresh lock.
+    lock_key: String,
+    /// The in-memory copy; a std mutex because it is only held for a clone.
+    cached: Mutex<Option<Credential>>,
+    /// Local single-flight: one `ensure` at a time per slot in this instance.
+    flight: tokio::sync::Mutex<()>,
+    /// Wakes the refresher early (the copy entered its refresh window, or a ticket was
+    /// asked for the first time).
+    wake: Notify,
+    /// A fixed jitter for this slot in this instance, in [0, 1).
+    jitter: f64,
+    status: Mutex<SlotStatus>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Slot {
+    fn cached(&self) -> Option<Credential> {
+        lock(&self.cached).clone()
+    }
+
+    /// Keeps the newer of the held and the offered credential.
+    fn adopt(&self, offered: &Credential) {
+        let mut held = lock(&self.cached);
+        let newer = held.as_ref().is_none_or(|h| {
+            offered.expires_at_ms > h.expires_at_ms
+                || (offered.fetched_at_ms > h.fetched_at_ms && offered.value != h.value)
+        });
+        if newer {
+            *held = Some(offered.clone());
+        }
+    }
+
+    fn jitter_ms(&self, c: &Credential) -> u64 {
+        c.jitter_ms(self.jitter)
+    }
+
+    fn count_call(&self) {
+        let mut s = lock(&self.status);
+        let day = now_ms() / 86_400_000;
+        if s.calls_day != day {
+            s.calls_day = day;
+            s.upstream_calls_today = 0;
+        }
+        s.upstream_calls_today += 1;
+    }
+
+    fn cooldown(&self) -> Option<TokenError> {
+        let s = lock(&self.status);
+        match s.cooldown_until {
+            Some(until) if Instant::now() < until => s.cooldown_error.clone(),
+            _ => None,
+        }
+    }
+
+    fn record_error(&self, e: &TokenError, cooldown: Option<Duration>) {
+        let mut s = lock(&self.status);
+        s.last_error = Some(e.to_string());
+        if let Some(d) = cooldown {
+            s.cooldown_until = Some(Instant::now() + d);
+            s.cooldown_error = Some(e.clone());
+        }
+    }
+
+    fn record_success(&self) {
+        let mut s = lock(&self.status);
+        s.last_refresh_ms = Some(now_ms());
+        s.last_error = None;
+        s.cooldown_until = None;
+        s.cooldown_error = None;
+    }
+}
+
+struct Inner {
+    store: Store,
+    upstream: Upstream,
+    /// This instance's lock owner id.
+    owner: String,
+    slots: HashMap<(String, Kind), Arc<Slot>>,
+    apps: BTreeMap<String, Arc<AppConfig>>,
+}
+
+/// The 中控. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenCore {
+    inner: Arc<Inner>,
+}
+
+/// Stops the refreshers when dropped.
+pub struct RefresherGuard {
+    tasks: JoinSet<()>,
+}
+
+impl RefresherGuard {
+    /// Stops every refresher now.
+    pub fn stop(mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+impl Drop for RefresherGuard {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+impl TokenCore {
+    /// A 中控 for `apps`, storing in `store` and calling `upstream`.
+    pub fn new(apps: &BTreeMap<String, Arc<AppConfig>>, store: Store, upstream: Upstream) -> Self {
+        let mut rng = rand::thread_rng();
+        let owner = format!("{:016x}{:016x}", rng.gen::<u64>(), rng.gen::<u64>());
+        let mut slots = HashMap::new();
+        for (name, app) in apps {
+            for kind in Kind::ALL {
+                let key = format!("token:{name}:{}", kind.as_str());
+                let lock_key = format!("lock:{name}:{}", kind.as_str());
+                let slot = Slot {
+                    app: app.clone(),
+                    kind,
+                    key,
+                    lock_key,
+                    cached: Mutex::new(None),
+                    flight: tokio::sync::Mutex::new(()),
+                    wake: Notify::new(),
+                    jitter: rng.gen::<f64>(),
+                    status: Mutex::default(),
+                };
+                slots.insert((name.clone(), kind), Arc::new(slot));
+            }
+        }
+        TokenCore {
+            inner: Arc::new(Inner {
+                store,
+                upstream,
+                owner,
+                slots,
+                apps: apps.clone(),
+            }),
+        }
+    }
+
+    /// The upstream client (shared with the proxy).
+    pub fn upstream(&self) -> &Upstream {
+        &self.inner.upstream
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn slot(&self, app: &str, kind: Kind) -> Result<&Arc<Slot>, TokenError> {
+        let slot = self
+            .inner
+            .slots
+            .get(&(app.to_owned(), kind))
+            .ok_or_else(|| TokenError::UnknownApp(app.to_owned()))?;
+        if slot.app.secret.is_none() {
+            return Err(TokenError::NoSecret(app.to_owned()));
+        }
+        Ok(slot)
+    }
+
+    /// Starts one refresher per credential of every app with a secret, and the watcher that
+    /// applies other instances' refreshes. Dropping the guard stops them.
+    pub fn start(&self) -> RefresherGuard {
+        let mut tasks = JoinSet::new();
+        for slot in self.inner.slots.values() {
+            if slot.app.secret.is_some() {
+                tasks.spawn(self.clone().refresher(slot.clone()));
+            }
+        }
+        tasks.spawn(self.clone().watcher());
+        RefresherGuard { tasks }
+    }
+
+    /// The current access_token of `app`, fetching one only if none is usable.
+    pub async fn access_token(&self, app: &str) -> Result<Issued, TokenError> {
+        self.get(app, Kind::AccessToken).await
+    }
+
+    /// A ticket of `app`.
+    pub async fn ticket(&self, app: &str, ticket: TicketType) -> Result<Issued, TokenError> {
+        self.get(app, Kind::Ticket(ticket)).await
+    }
+
+    async fn get(&self, app: &str, kind: Kind) -> Result<Issued, TokenError> {
+        let slot = self.slot(app, kind)?;
+        let now = now_ms();
+        if let Some(c) = slot.cached().filter(|c| c.is_usable(now)) {
+            if c.needs_refresh(now, slot.jitter_ms(&c)) {
+                slot.wake.notify_one();
+            }
+            return Ok(Issued::from(&c, now));
+        }
+        slot.wake.notify_one();
+        let ensured = self
+            .ensure(slot, |c: Option<&Credential>| c.is_none_or(|c| !c.is_usable(now_ms())), None)
+            .await?;
+        Ok(Issued::from(&ensured, now_ms()))
+    }
+
+    /// Passive refresh: replaces the access_token only if `stale` is still the current one.
+    pub async fn refresh_access_token(&self, app: &str, stale: &str) -> Result<Refreshed, TokenError> {
+        self.refresh(app, Kind::AccessToken, stale).await
+    }
+
+    /// Passive refresh of any credential: see [`TokenCore::refresh_access_token`].
+    pub async fn refresh(&self, app: &str, kind: Kind, stale: &str) -> Result<Refreshed, TokenError> {
+        let slot = self.slot(app, kind)?;
+        let now = now_ms();
+        // Cheap answer first: our copy is already something else, and usable.
+        if let Some(c) = slot.cached().filter(|c| c.value != stale && c.is_usable(now)) {
+            return Ok(Refreshed {
+                issued: Issued::from(&c, now),
+                refreshed: false,
+            });
+        }
+        let want = |c: Option<&Credential>| c.is_none_or(|c| c.value == stale || !c.is_usable(now_ms()));
+        let ensured = self.ensure(slot, want, Some(stale)).await?;
+        Ok(Refreshed {
+            refreshed: ensured.value != stale,
+            issued: Issued::from(&ensured, now_ms()),
+        })
+    }
+
+    /// Per app and credential kind, what this instance knows.
+    pub fn status(&self) -> BTreeMap<String, BTreeMap<&'static str, KindStatus>> {
+        let now = now_ms();
+        let mut out: BTreeMap<String, BTreeMap<&'static str, KindStatus>> = BTreeMap::new();
+        for ((app, kind), slot) in &self.inner.slots {
+            let cached = slot.cached();
+            let s = lock(&slot.status);
+            let status = KindStatus {
+                age_s: cached.as_ref().map(|c| now.saturating_sub(c.fetched_at_ms) / 1000),
+                expires_in_s: cached.as_ref().map(|c| c.expires_in_s(now)),
+                last_refresh_ms: s.last_refresh_ms,
+                upstream_calls_today: if s.calls_day == now / 86_400_000 {
+                    s.upstream_calls_today
+                } else {
+                    0
+                },
+                last_error: s.last_error.clone(),
+            };
+            out.entry(app.clone()).or_default().insert(kind.as_str(), status);
+        }
+        out
+    }
+
+    /// The configured apps.
+    pub fn apps(&self) -> &BTreeMap<String, Arc<AppConfig>> {
+        &self.inner.apps
+    }
+
+    /// Makes sure the slot holds a credential that `want` does not reject, calling WeChat at
+    /// most once across every caller and instance (see the module docs).
+    async fn ensure<W>(&self, slot: &Slot, want: W, stale: Option<&str>) -> Result<Credential, TokenError>
+    where
+        W: Fn(Option<&Credential>) -> bool,
+    {
+        let _flight = slot.flight.lock().await;
+        let held = slot.cached();
+        if !want(held.as_ref()) {
+            return Ok(held.ok_or_else(|| internal("want accepted nothing"))?);
+        }
+        let store = &self.inner.store;
+        let held_usable = held.as_ref().is_some_and(|c| c.is_usable(now_ms()));
+        let deadline = Instant::now() + WAIT_LIMIT;
+        let mut notifications = store.subscribe();
+        loop {
+            match self.read_store(slot).await {
+                Ok(Some(c)) if !want(Some(&c)) => {
+                    return Ok(c)
+                }
+                Ok(_) => {}
+                Err(e) => return self.degraded(slot, e, held_usable, stale).await,
+            }
+            if let Some(e) = slot.cooldown() {
+                return Err(e);
+            }
+            match store.set_nx(&slot.lock_key, &self.inner.owner, LOCK_LEASE).await {
+                Ok(true) => {
+                    let result = self.fetch_under_lock(slot, &want, stale).await;
+                    if let Err(e) = store.delete_if_eq(&slot.lock_key, &self.inner.owner).await {
+                        tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(), error = %e,
+                            "could not release the refresh lock; its lease frees it");
+                    }
+                    return result;
+                }
+                Ok(false) => {}
+                Err(e) => return self.degraded(slot, e, held_usable, stale).await,
+            }
+            // Another instance holds the lock: wait for its result (or its lease to lapse).
+            if Instant::now() >= deadline {
+                let e = TokenError::Timeout(WAIT_LIMIT);
+                slot.record_error(&e, None);
+                return Err(e);
+            }
+            let _ = tokio::time::timeout(WAIT_POLL, async {
+                loop {
+                    match notifications.recv().await {
+                        Ok(key) if key == slot.key || key == slot.lock_key => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Reads the stored credential and adopts it if it is newer than the held one.
+    async fn read_store(&self, slot: &Slot) -> Result<Option<Credential>, StoreError> {
+        let Some(text) = self.inner.store.get(&slot.key).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_str::<Credential>(&text) {
+            Ok(c) => {
+                slot.adopt(&c);
+                Ok(Some(c))
+            }
+            Err(_) => {
+                tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(),
+                    "ignoring an unreadable stored credential");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Holding the lock: re-check nothing changed, fetch, store.
+    async fn fetch_under_lock<W>(&self, slot: &Slot, want: &W, stale: Option<&str>) -> Result<Credential, TokenError>
+    where
+        W: Fn(Option<&Credential>) -> bool,
+    {
+        // The previous holder may have stored its result just before we took the lock.
+        if let Ok(Some(c)) = self.read_store(slot).await {
+            if !want(Some(&c)) {
+                return Ok(c);
+            }
+        }
+        let credential = self.fetch(slot, want, stale).await?;
+        let ttl = Duration::from_millis(credential.remaining_ms(now_ms()).max(1));
+        match serde_json::to_string(&credential) {
+            Ok(text) => {
+                if let Err(e) = self.inner.store.set(&slot.key, &text, Some(ttl)).await {
+                    tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(), error = %e,
+                        "fetched a new credential but could not store it; serving it from memory");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot serialise a credential"),
+        }
+        slot.adopt(&credential);
+        Ok(credential)
+    }
+
+    /// The store failed. A still-usable credential stays served and the refresh is refused;
+    /// without one, fetch anyway (single-flight within this instance only) so service goes on.
+    async fn degraded(
+        &self,
+        slot: &Slot,
+        e: StoreError,
+        held_usable: bool,
+        stale: Option<&str>,
+    ) -> Result<Credential, TokenError> {
+        if held_usable {
+            let e = TokenError::StoreUnavailable(e.to_string());
+            slot.record_error(&e, None);
+            return Err(e);
+        }
+        if let Some(e) = slot.cooldown() {
+            return Err(e);
+        }
+        tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(), error = %e,
+            "store unreachable and no valid credential held: fetching without the shared lock");
+        let want = |c: Option<&Credential>| c.is_none_or(|c| !c.is_usable(now_ms()));
+        let credential = self.fetch(slot, &want, stale).await?;
+        slot.adopt(&credential);
+        Ok(credential)
+    }
+
+    /// Calls WeChat, retrying transient errors within [`FETCH_BUDGET`]. For a stable
+    /// access_token that came back unchanged while a caller reported it stale, one
+    /// `force_refresh` follows, spaced at least 30 s from the last one across instances.
+    async fn fetch<W>(&self, slot: &Slot, want: &W, stale: Option<&str>) -> Result<Credential, TokenError>
+    where
+        W: Fn(Option<&Credential>) -> bool,
+    {
+        let credential = self.fetch_with_retries(slot, false).await?;
+        let force_allowed = slot.kind == Kind::AccessToken
+            && slot.app.token_api == TokenApi::Stable
+            && stale.is_some()
+            && want(Some(&credential));
+        if force_allowed {
+            let force_key = format!("force:{}", slot.app.name);
+            match self
+                .inner
+                .store
+                .set_nx(&force_key, &self.inner.owner, FORCE_REFRESH_SPACING)
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(app = %slot.app.name, "stable token reported stale: force_refresh");
+                    return self.fetch_with_retries(slot, true).await;
+                }
+                _ => tracing::info!(app = %slot.app.name,
+                    "stable token reported stale but a force_refresh ran less than 30 s ago"),
+            }
+        }
+        Ok(credential)
+    }
+
+    async fn fetch_with_retries(&self, slot: &Slot, force: bool) -> Result<Credential, TokenError> {
+        let deadline = Instant::now() + FETCH_BUDGET;
+        let mut attempt = 0;
+        loop {
+            slot.count_call();
+            let result = match slot.kind {
+                Kind::AccessToken => self.inner.upstream.access_token(&slot.app, force).await,
+                Kind::Ticket(t) => self.fetch_ticket(slot, t).await,
+            };
+            match result {
+                Ok(f) => {
+                    slot.record_success();
+                    tracing::info!(app = %slot.app.name, kind = slot.kind.as_str(),
+                        expires_in = f.expires_in, "fetched from WeChat");
+                    return Ok(Credential::new(f.value, now_ms(), f.expires_in));
+                }
+                Err(e) => {
+                    let delay = RETRY.delay(attempt);
+                    attempt += 1;
+                    if e.is_transient() && Instant::now() + delay < deadline {
+                        tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(), error = %e,
+                            attempt, "upstream failed, retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    let err = TokenError::from_upstream(&e);
+                    let cooldown = if e.is_transient() { TRANSIENT_COOLDOWN } else { PERMANENT_COOLDOWN };
+                    tracing::error!(app = %slot.app.name, kind = slot.kind.as_str(), error = %err,
+                        "giving up on this refresh");
+                    slot.record_error(&err, Some(cooldown));
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// A ticket needs an access_token; if WeChat calls that token stale, refresh it
+    /// conditionally and try once more.
+    async fn fetch_ticket(&self, slot: &Slot, ticket: TicketType) -> Result<upstream::Fetched, UpstreamError> {
+        let to_upstream = |e: TokenError| UpstreamError::BadResponse(format!("no access_token for the ticket: {e}"));
+        let token = Box::pin(self.access_token(&slot.app.name)).await.map_err(to_upstream)?;
+        match self.inner.upstream.ticket(&token.value, ticket).await {
+            Err(UpstreamError::Api { errcode, .. })
+                if wxmp_proto::ApiErrcode::from_code(errcode).is_some_and(|c| c.is_stale_token()) =>
+            {
+                let fresh = Box::pin(self.refresh_access_token(&slot.app.name, &token.value))
+                    .await
+                    .map_err(to_upstream)?;
+                self.inner.upstream.ticket(&fresh.issued.value, ticket).await
+            }
+            other => other,
+        }
+    }
+
+    /// Keeps one slot fresh: loads the stored credential at start, then wakes in each refresh
+    /// window. Tickets are only kept fresh once someone has asked for one.
+    async fn refresher(self, slot: Arc<Slot>) {
+        let mut failures = 0u32;
+        if let Ok(Some(_)) = self.read_store(&slot).await {
+            tracing::debug!(app = %slot.app.name, kind = slot.kind.as_str(), "loaded from the store");
+        }
+        loop {
+            let held = slot.cached();
+            let is_ticket = matches!(slot.kind, Kind::Ticket(_));
+            let sleep_for = match &held {
+                None if is_ticket => None,
+                None => Some(Duration::ZERO),
+                Some(c) => Some(c.refresh_in(now_ms(), slot.jitter_ms(c))),
+            };
+            match sleep_for {
+                None => slot.wake.notified().await,
+                Some(d) if !d.is_zero() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(d) => {}
+                        () = slot.wake.notified() => {}
+                    }
+                }
+                Some(_) => {}
+            }
+            let now = now_ms();
+            let due = slot
+                .cached()
+                .is_none_or(|c| c.needs_refresh(now, slot.jitter_ms(&c)));
+            if !due {
+                continue;
+            }
+            let jitter = slot.jitter;
+            let want = move |c: Option<&Credential>| {
+                c.is_none_or(|c| c.needs_refresh(now_ms(), c.jitter_ms(jitter)))
+            };
+            match self.ensure(&slot, want, None).await {
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    let pause = match &e {
+                        TokenError::Upstream { transient: false, .. } => PERMANENT_COOLDOWN,
+                        _ => Backoff {
+                            base: Duration::from_millis(500),
+                            cap: Duration::from_secs(5),
+                        }
+                        .delay(failures),
+                    };
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(), error = %e,
+                        retry_in_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX), "refresh failed");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// Applies credentials other instances store as soon as the store says they changed, so
+    /// a passive refresh elsewhere reaches this instance's copy before the overlap ends.
+    async fn watcher(self) {
+        let mut notifications = self.inner.store.subscribe();
+        let by_key: HashMap<String, Arc<Slot>> = self
+            .inner
+            .slots
+            .values()
+            .map(|s| (s.key.clone(), s.clone()))
+            .collect();
+        loop {
+            match notifications.recv().await {
+                Ok(key) => {
+                    if let Some(slot) = by_key.get(&key) {
+                        let _ = self.read_store(slot).await;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    for slot in by_key.values() {
+                        let _ = self.read_store(slot).await;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+fn internal(what: &str) -> TokenError {
+    TokenError::Upstream {
+        errcode: None,
+        transient: true,
+        explanation: format!("internal error: {what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_have_stable_names() {
+        let names: Vec<_> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["access_token", "jsapi", "wx_card"]);
+    }
+}
