@@ -481,9 +481,10 @@ fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option<AppConfig>
         None => None,
     };
     let reply_deadline_ms = raw.reply_deadline_ms.unwrap_or(DEFAULT_REPLY_DEADLINE_MS);
-    if !(100..=4900).contains(&reply_deadline_ms) {
+    if !(100..=15_000).contains(&reply_deadline_ms) {
         c.problem(format!(
-            "{} = {reply_deadline_ms} must be between 100 and 4900: WeChat stops waiting after 5000 ms",
+            "{} = {reply_deadline_ms} must be between 100 and 15000 (WeChat stops waiting after 5000 ms \
+             and retries; above that, a late reply can only reach the user on a retry)",
             key("reply_deadline_ms")
         ));
     }
@@ -622,7 +623,7 @@ appid = "wx1"
 token = "x"
 mode = "safe"
 js_domains = ["https://example.com", "1.2.3.4", "example.com:8080"]
-reply_deadline_ms = 6000
+reply_deadline_ms = 60000
 "#;
         let err = Config::parse(text, &env(&[])).unwrap_err();
         let all = err.to_string();

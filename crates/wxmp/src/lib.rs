@@ -1,8 +1,31 @@
-//! # wxmp — the WeChat Official Account developer server
+//! # wxmp — everything a WeChat Official Account needs on its developer server
 //!
-//! (Module map filled in as the crate grows.)
+//! One binary: the callback URL WeChat pushes messages to, the access_token central control
+//! server (中控) the account's other servers borrow tokens from, JS-SDK signatures, and an
+//! offline emulator of the WeChat platform. The protocol itself (signatures, crypto, XML) is
+//! the separate, I/O-free `wxmp-proto` crate.
+//!
+//! ## Layout — data flows top to bottom
+//! - [`server`]: builds the state and the router, runs the listener with graceful shutdown.
+//! - [`callback`]: `GET`/`POST /wx/{app}` — WeChat's 服务器地址(URL).
+//! - [`api`]: the `/v1` business API, bearer-key protected.
+//! - [`token`]: the 中控 — single-flight refresh across instances, passive refresh, cooldowns.
+//! - [`store`]: memory, SQLite and Redis behind one small key/value contract.
+//! - [`config`]: the TOML file, validated before any port is bound.
+//! - [`emulator`]: the offline WeChat platform.
+//! - [`error`], [`metrics`], [`shutdown`]: HTTP errors, Prometheus metrics, signals.
+#![forbid(unsafe_code)]
 
+pub mod api;
+pub mod callback;
+pub mod check;
 pub mod config;
+pub mod dev;
 pub mod emulator;
+pub mod error;
+pub mod metrics;
+pub mod send;
+pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod token;

@@ -1,1 +1,217 @@
-fn main() {}
+//! The `wxmp` command line: parse arguments and config, bind, hand over to the library.
+//!
+//! Exit codes (INTERFACE.md): 0 success, 1 a reported error, 2 bad usage (clap's own).
+//! Errors go to stderr as one clear line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use wxmp::config::{Config, ProcessEnv};
+use wxmp::emulator::{EmulatedApp, EmulatorConfig};
+use wxmp::{check, dev, send, server, shutdown};
+
+#[derive(Parser)]
+#[command(name = "wxmp", version, about = "Everything a WeChat Official Account (公众号) needs on its developer server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The server: callback endpoints, 中控 and business API.
+    Serve(ServeArgs),
+    /// The offline WeChat platform (token, stable_token, tickets, 客服消息, other /cgi-bin/ calls).
+    Emulator(EmulatorArgs),
+    /// Act as WeChat: sign (and encrypt) a message or event, POST it, print the reply.
+    Send(send::SendArgs),
+    /// Validate the config and the live setup, explaining each problem.
+    Check(CheckArgs),
+    /// Offline signature calculators.
+    #[command(subcommand)]
+    Sign(SignCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Config file [default: $WXMP_CONFIG, then wxmp.toml].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to bind (overrides the config's `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// No config: an in-process emulator, an app `demo`, SQLite under ./wxmp-data/.
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+}
+
+#[derive(Args)]
+struct EmulatorArgs {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1:9800")]
+    listen: SocketAddr,
+    /// An app as APPID:SECRET (repeatable). Default: the dev app wx0123456789abcdef:wxmp-demo-secret.
+    #[arg(long = "app")]
+    apps: Vec<EmulatedApp>,
+    /// access_token lifetime in seconds.
+    #[arg(long, default_value_t = 7200)]
+    token_lifetime: u64,
+    /// Seconds a superseded token keeps working.
+    #[arg(long, default_value_t = 300)]
+    overlap: u64,
+    /// Ticket lifetime in seconds.
+    #[arg(long, default_value_t = 7200)]
+    ticket_lifetime: u64,
+    /// /cgi-bin/token calls per app per day.
+    #[arg(long, default_value_t = 2000)]
+    daily_token_quota: u32,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Config file [default: $WXMP_CONFIG, then wxmp.toml].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Only validate the file; do not contact the upstream.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Subcommand)]
+enum SignCommand {
+    /// The GET/POST `signature`: sha1 of sorted token, timestamp, nonce.
+    Signature {
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        timestamp: String,
+        #[arg(long)]
+        nonce: String,
+    },
+    /// The encrypted-mode `msg_signature` over an `Encrypt` value.
+    MsgSignature {
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        timestamp: String,
+        #[arg(long)]
+        nonce: String,
+        #[arg(long)]
+        encrypt: String,
+    },
+    /// The JS-SDK `wx.config` signature (the URL's #fragment is dropped).
+    Jssdk {
+        #[arg(long)]
+        ticket: String,
+        #[arg(long)]
+        noncestr: String,
+        #[arg(long)]
+        timestamp: String,
+        #[arg(long)]
+        url: String,
+    },
+}
+
+fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("WXMP_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("wxmp.toml"))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wxmp: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wxmp: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) if args.dev => dev::serve_dev(args.listen).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Emulator(args) => emulator(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Send(args) => send::run(args).await,
+        Command::Check(args) => {
+            let path = config_path(args.config);
+            Ok(check::run(&path, &ProcessEnv, !args.offline).await)
+        }
+        Command::Sign(cmd) => {
+            println!("{}", sign(cmd));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let path = config_path(args.config);
+    let mut config = Config::load(&path, &ProcessEnv)
+        .map_err(|e| anyhow::anyhow!("invalid config ({} problem(s)):\n{e}", e.problems.len()))?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let listen = config.listen;
+    let built = server::Server::build(config).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, "wxmp serving");
+    server::run(listener, built.router(), shutdown::signal()).await?;
+    Ok(())
+}
+
+async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
+    let mut config = if args.apps.is_empty() {
+        EmulatorConfig::demo()
+    } else {
+        EmulatorConfig { apps: args.apps, ..EmulatorConfig::default() }
+    };
+    config.token_lifetime = Duration::from_secs(args.token_lifetime);
+    config.overlap = Duration::from_secs(args.overlap);
+    config.ticket_lifetime = Duration::from_secs(args.ticket_lifetime);
+    config.daily_token_quota = args.daily_token_quota;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    eprintln!("wxmp emulator listening on http://{}", listener.local_addr()?);
+    wxmp::emulator::run(listener, config, shutdown::signal()).await?;
+    Ok(())
+}
+
+fn sign(cmd: SignCommand) -> String {
+    use wxmp_proto::signature::{self, Token};
+    let token = |t: &str| Token::new(t).map_err(|_| "token must not be empty");
+    match cmd {
+        SignCommand::Signature { token: t, timestamp, nonce } => match token(&t) {
+            Ok(t) => signature::signature(&t, &timestamp, &nonce).to_string(),
+            Err(e) => e.to_owned(),
+        },
+        SignCommand::MsgSignature { token: t, timestamp, nonce, encrypt } => match token(&t) {
+            Ok(t) => signature::msg_signature(&t, &timestamp, &nonce, &encrypt).to_string(),
+            Err(e) => e.to_owned(),
+        },
+        SignCommand::Jssdk { ticket, noncestr, timestamp, url } => {
+            wxmp_proto::jssdk::jsapi_signature(&ticket, &noncestr, &timestamp, &url).to_string()
+        }
+    }
+}

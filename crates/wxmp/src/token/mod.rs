@@ -153,7 +153,9 @@ impl Issued {
 pub struct Refreshed {
     /// The token to use now.
     pub issued: Issued,
-    /// True when the reported token was the current one and has been replaced.
+    /// True when the reported token was still the current one when this request got its turn
+    /// and has now been replaced (by this request or the crowd it joined); false when it had
+    /// already been replaced, so no upstream call was made for it.
     pub refreshed: bool,
 }
 

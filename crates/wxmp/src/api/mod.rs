@@ -1,0 +1,139 @@
+//! The business API (`/v1`): what the account's own servers call instead of WeChat's token
+//! endpoints.
+//!
+//! Handlers are thin: extract, call the token core once, map the result. Authentication is a
+//! middleware comparing the bearer key with every configured key in constant time, so a
+//! timing probe learns neither which key nor how much of it matched.
+
+pub mod jssdk;
+pub mod proxy;
+
+use axum::extract::{Path, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::error::AppError;
+use crate::server::AppState;
+use crate::token::{Issued, TicketType};
+
+/// The `/v1` routes, behind bearer-key authentication.
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/apps", get(list_apps))
+        .route("/v1/apps/{app}/access_token", get(access_token))
+        .route("/v1/apps/{app}/access_token/refresh", post(refresh_access_token))
+        .route("/v1/apps/{app}/tickets/{kind}", get(ticket))
+        .route("/v1/apps/{app}/jssdk/config", post(jssdk::config))
+        .route("/v1/apps/{app}/proxy/{*path}", any(proxy::proxy))
+        .route_layer(middleware::from_fn_with_state(state, require_api_key))
+}
+
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, AppError> {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    // Check every key, without short-circuit, so the time taken does not depend on which one
+    // matched.
+    let mut matched = subtle::Choice::from(0u8);
+    for key in &state.config.api_keys {
+        matched |= key.expose().as_bytes().ct_eq(presented.as_bytes());
+    }
+    if presented.is_empty() || !bool::from(matched) {
+        return Err(AppError::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
+
+fn issued_json(issued: &Issued, field: &str) -> Json<Value> {
+    Json(json!({ field: issued.value, "expires_in": issued.expires_in }))
+}
+
+/// Maps a name to its configured app, or 404.
+pub(crate) fn known_app(state: &AppState, app: &str) -> Result<(), AppError> {
+    if state.config.apps.contains_key(app) {
+        Ok(())
+    } else {
+        Err(AppError::UnknownApp(app.to_owned()))
+    }
+}
+
+async fn access_token(State(state): State<AppState>, Path(app): Path<String>) -> Result<Json<Value>, AppError> {
+    known_app(&state, &app)?;
+    let result = state.tokens.access_token(&app).await;
+    state.metrics.api(&app, if result.is_ok() { "ok" } else { "error" });
+    Ok(issued_json(&result?, "access_token"))
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    stale: String,
+}
+
+async fn refresh_access_token(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    body: Result<Json<RefreshBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, AppError> {
+    known_app(&state, &app)?;
+    let Json(body) = body.map_err(|e| {
+        AppError::BadRequest(format!("expected a JSON body {{\"stale\":\"<token that failed>\"}}: {e}"))
+    })?;
+    let result = state.tokens.refresh_access_token(&app, &body.stale).await;
+    state.metrics.api(&app, if result.is_ok() { "ok" } else { "error" });
+    let refreshed = result?;
+    Ok(Json(json!({
+        "access_token": refreshed.issued.value,
+        "expires_in": refreshed.issued.expires_in,
+        "refreshed": refreshed.refreshed,
+    })))
+}
+
+async fn ticket(
+    State(state): State<AppState>,
+    Path((app, kind)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    known_app(&state, &app)?;
+    let ticket = match kind.as_str() {
+        "jsapi" => TicketType::Jsapi,
+        "wx_card" => TicketType::WxCard,
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "unknown ticket type {other:?}: use jsapi or wx_card"
+            )))
+        }
+    };
+    let result = state.tokens.ticket(&app, ticket).await;
+    state.metrics.api(&app, if result.is_ok() { "ok" } else { "error" });
+    Ok(issued_json(&result?, "ticket"))
+}
+
+async fn list_apps(State(state): State<AppState>) -> Json<Value> {
+    let status = state.tokens.status();
+    let apps: serde_json::Map<String, Value> = state
+        .config
+        .apps
+        .iter()
+        .map(|(name, app)| {
+            let credentials = status.get(name).map(|s| json!(s)).unwrap_or(Value::Null);
+            let entry = json!({
+                "appid": app.appid.as_str(),
+                "mode": format!("{:?}", app.mode).to_lowercase(),
+                "token_api": format!("{:?}", app.token_api).to_lowercase(),
+                "has_secret": app.secret.is_some(),
+                "credentials": if app.secret.is_some() { credentials } else { Value::Null },
+            });
+            (name.clone(), entry)
+        })
+        .collect();
+    Json(json!({ "store": state.tokens.store().backend(), "apps": apps }))
+}

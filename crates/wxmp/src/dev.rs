@@ -1,0 +1,107 @@
+//! `wxmp serve --dev`: the whole product on one machine with no config and no network.
+//!
+//! It starts the emulator in-process on a free loopback port, configures one app `demo` in
+//! safe mode pointed at it, keeps tokens in SQLite under `./wxmp-data/`, and prints what a
+//! newcomer needs: the callback URL, the API key, a `wxmp send` line that works as printed and
+//! curl lines for the token and JS-SDK endpoints. The dev credentials are fixed and public
+//! (they are the official sample's Token and EncodingAESKey), which is fine for a server that
+//! only listens on loopback and talks to an emulator.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use url::Url;
+use wxmp_proto::signature::Token;
+use wxmp_proto::{AppId, EncodingAesKey, MsgCrypt};
+
+use crate::config::{AppConfig, AutoReply, Config, Mode, Secret, StoreConfig, TokenApi, DEFAULT_LISTEN};
+use crate::emulator::{Emulator, EmulatorConfig, DEMO_APPID, DEMO_SECRET};
+use crate::{server, shutdown};
+
+/// The dev app's 服务器配置 Token.
+pub const DEV_TOKEN: &str = "pamtest";
+/// The dev app's EncodingAESKey (the official sample key).
+pub const DEV_ENCODING_AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+/// The dev business-API key.
+pub const DEV_API_KEY: &str = "wxmp-dev-api-key-0123456789";
+/// The dev SQLite file.
+pub const DEV_DB: &str = "wxmp-data/wxmp-dev.db";
+
+/// The dev configuration, pointed at an emulator at `upstream`.
+pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
+    let appid = AppId::new(DEMO_APPID)?;
+    let key = EncodingAesKey::parse(DEV_ENCODING_AES_KEY)?;
+    let mut keywords = BTreeMap::new();
+    keywords.insert("ping".to_owned(), "pong".to_owned());
+    keywords.insert(
+        "help".to_owned(),
+        "Try: ping, 你好, or anything else. Replies come from [apps.demo.auto_reply] in wxmp.toml.".to_owned(),
+    );
+    keywords.insert("你好".to_owned(), "你好！这是 wxmp 的演示公众号。".to_owned());
+    let demo = AppConfig {
+        name: "demo".to_owned(),
+        crypt: Some(MsgCrypt::new(key, appid.clone())),
+        appid,
+        secret: Some(Secret::new(DEMO_SECRET)),
+        token: Token::new(DEV_TOKEN)?,
+        mode: Mode::Safe,
+        token_api: TokenApi::Stable,
+        js_domains: vec!["example.com".to_owned()],
+        forward: None,
+        reply_deadline_ms: crate::config::DEFAULT_REPLY_DEADLINE_MS,
+        auto_reply: AutoReply {
+            subscribe: Some("Welcome to the wxmp demo! Send `help`.".to_owned()),
+            default: Some("Got it. (This is the demo's default auto-reply.)".to_owned()),
+            keywords,
+        },
+    };
+    let mut apps = BTreeMap::new();
+    apps.insert("demo".to_owned(), Arc::new(demo));
+    Ok(Config {
+        listen,
+        upstream,
+        store: StoreConfig::Sqlite { path: DEV_DB.into() },
+        api_keys: vec![Secret::new(DEV_API_KEY)],
+        apps,
+    })
+}
+
+/// Runs the dev server until Ctrl-C.
+pub async fn serve_dev(listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let emulator_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let emulator = Emulator::new(EmulatorConfig::demo()).spawn(emulator_listener).await;
+    let listen = match listen {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (pick another with --listen)"))?;
+    let bound = listener.local_addr()?;
+    let config = dev_config(bound, Url::parse(&emulator.base_url())?)?;
+    let built = server::Server::build(config).await?;
+    print!("{}", banner(bound, &emulator.base_url()));
+    server::run(listener, built.router(), shutdown::signal()).await?;
+    emulator.shutdown().await;
+    Ok(())
+}
+
+/// What `serve --dev` prints: every line runnable as shown.
+pub fn banner(bound: SocketAddr, emulator: &str) -> String {
+    let base = format!("http://{bound}");
+    format!(
+        "\nwxmp dev server on {base}  (emulated WeChat at {emulator}; tokens in {DEV_DB})\n\
+         \n  app `demo` (safe mode)  AppID {DEMO_APPID}  Token {DEV_TOKEN}\n  \
+         EncodingAESKey {DEV_ENCODING_AES_KEY}\n\
+         \n  Callback URL (服务器地址):  {base}/wx/demo\n  \
+         Business API key:          {DEV_API_KEY}\n\
+         \nTry it (in another terminal):\n  \
+         cargo run --release -- send --url {base}/wx/demo --token {DEV_TOKEN} --aes-key {DEV_ENCODING_AES_KEY} --appid {DEMO_APPID} --mode safe text ping\n  \
+         curl -s -H 'Authorization: Bearer {DEV_API_KEY}' {base}/v1/apps/demo/access_token\n  \
+         curl -s -H 'Authorization: Bearer {DEV_API_KEY}' -H 'Content-Type: application/json' -d '{{\"url\":\"https://example.com/page\"}}' {base}/v1/apps/demo/jssdk/config\n  \
+         curl -s -H 'Authorization: Bearer {DEV_API_KEY}' {base}/v1/apps\n\
+         \nCtrl-C to stop.\n"
+    )
+}

@@ -1,0 +1,144 @@
+//! Assembling and running the server: the store, the token core, the router.
+//!
+//! [`Server::build`] does everything that can fail before a port is bound is touched (open the
+//! store, build the HTTP client); [`run`] serves a listener until the shutdown future
+//! resolves, then drains in-flight requests. `main` only parses the CLI and config, binds and
+//! calls these, which is also how the end-to-end tests start real servers on port 0.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::config::{Config, StoreConfig};
+use crate::metrics::Metrics;
+use crate::store::{MemoryStore, RedisStore, SqliteStore, Store, StoreError};
+use crate::token::{RefresherGuard, TokenCore, Upstream};
+
+/// The largest request body accepted anywhere (WeChat pushes are a few KiB).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What every handler may need, passed once through `with_state`.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The 中控.
+    pub tokens: TokenCore,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A built server: state plus the refreshers it keeps alive.
+pub struct Server {
+    /// The state handlers share.
+    pub state: AppState,
+    _refreshers: RefresherGuard,
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &StoreConfig) -> Result<Store, StoreError> {
+    Ok(match config {
+        StoreConfig::Memory => Store::Memory(MemoryStore::new()),
+        StoreConfig::Sqlite { path } => Store::Sqlite(SqliteStore::open(path).await?),
+        StoreConfig::Redis { url, prefix } => Store::Redis(RedisStore::connect(url, prefix).await?),
+    })
+}
+
+/// The HTTP client for WeChat: rustls, bounded timeouts, no proxy surprises.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_default()
+}
+
+impl Server {
+    /// Opens the store and starts the token refreshers.
+    pub async fn build(config: Config) -> Result<Server, StoreError> {
+        let store = open_store(&config.store).await?;
+        Ok(Self::with_store(config, store))
+    }
+
+    /// Like [`Server::build`] with an already opened store (tests share one between instances).
+    pub fn with_store(config: Config, store: Store) -> Server {
+        let upstream = Upstream::new(http_client(), config.upstream.clone());
+        let tokens = TokenCore::new(&config.apps, store, upstream);
+        let refreshers = tokens.start();
+        Server {
+            state: AppState {
+                config: Arc::new(config),
+                tokens,
+                metrics: Arc::new(Metrics::new()),
+            },
+            _refreshers: refreshers,
+        }
+    }
+
+    /// The router of every endpoint.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+}
+
+/// Every route of INTERFACE.md.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(crate::api::routes(state.clone()))
+        .merge(crate::callback::routes())
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(&state.tokens),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains open requests for
+/// at most 10 seconds.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = drained_tx.send(());
+    };
+    let serve = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown);
+    let mut serve = std::pin::pin!(std::future::IntoFuture::into_future(serve));
+    tokio::select! {
+        result = &mut serve => return result,
+        _ = drained_rx => {}
+    }
+    match tokio::time::timeout(Duration::from_secs(10), serve).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("requests still open after 10 s of draining; exiting anyway");
+            Ok(())
+        }
+    }
+}

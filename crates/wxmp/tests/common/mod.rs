@@ -1,0 +1,197 @@
+//! Shared harness of the end-to-end tests: an emulator, wxmp instances on loopback ports,
+//! configs built in code, and Redis availability (required when `CI` is set).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::TcpListener;
+use url::Url;
+use wxmp::config::{AppConfig, AutoReply, Config, Mode, Secret, StoreConfig, TokenApi};
+use wxmp::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use wxmp::server::Server;
+use wxmp::store::Store;
+use wxmp_proto::signature::Token;
+use wxmp_proto::AppId;
+
+pub const APPID: &str = "wx1234567890abcdef";
+pub const SECRET: &str = "test-secret-0123456789";
+pub const API_KEY: &str = "test-api-key-0123456789abcdef";
+
+/// An emulator with one app.
+pub async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Emulator::new(config.with_app(APPID, SECRET)).spawn(listener).await
+}
+
+/// An app `demo` using the token API `api`.
+pub fn app(api: TokenApi) -> AppConfig {
+    AppConfig {
+        name: "demo".to_owned(),
+        appid: AppId::new(APPID).unwrap(),
+        secret: Some(Secret::new(SECRET)),
+        token: Token::new("pamtest").unwrap(),
+        crypt: None,
+        mode: Mode::Plain,
+        token_api: api,
+        js_domains: vec!["example.com".to_owned()],
+        forward: None,
+        reply_deadline_ms: 4500,
+        auto_reply: AutoReply::default(),
+    }
+}
+
+/// A config with `apps` pointed at `upstream`.
+pub fn config(upstream: &str, apps: Vec<AppConfig>) -> Config {
+    let mut map = BTreeMap::new();
+    for a in apps {
+        map.insert(a.name.clone(), Arc::new(a));
+    }
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: Url::parse(upstream).unwrap(),
+        store: StoreConfig::Memory,
+        api_keys: vec![Secret::new(API_KEY)],
+        apps: map,
+    }
+}
+
+/// A running wxmp instance.
+pub struct Instance {
+    pub addr: SocketAddr,
+    pub server: Server,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Instance {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts an instance of `config` on `store`.
+pub async fn start(config: Config, store: Store) -> Instance {
+    let server = Server::with_store(config, store);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = server.router();
+    let task = tokio::spawn(async move {
+        let _ = wxmp::server::run(listener, router, std::future::pending()).await;
+    });
+    Instance { addr, server, task }
+}
+
+/// An HTTP client with the API key.
+pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {API_KEY}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The Redis URL of the tests.
+pub fn redis_url() -> String {
+    std::env::var("WXMP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// True when Redis answers. In CI a missing Redis fails the test instead of skipping it.
+pub async fn redis_available() -> bool {
+    let ok = match redis::Client::open(redis_url()) {
+        Ok(client) => tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection())
+            .await
+            .is_ok_and(|c| c.is_ok()),
+        Err(_) => false,
+    };
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Redis at {} is required in CI but unreachable",
+            redis_url()
+        );
+        eprintln!("note: Redis unreachable at {}; skipping this test locally", redis_url());
+    }
+    ok
+}
+
+/// A fresh key prefix, so tests never see each other's data.
+pub fn unique_prefix() -> String {
+    format!("wxmp-test:{:016x}:", rand::thread_rng().gen::<u64>())
+}
+
+/// A Redis-backed store under `prefix`.
+pub async fn redis_store(url: &str, prefix: &str) -> Store {
+    Store::Redis(wxmp::store::RedisStore::connect(url, prefix).await.unwrap())
+}
+
+/// Calls a token-checked emulator API with `token`; returns WeChat's errcode.
+pub async fn use_token(upstream: &str, token: &str) -> i64 {
+    let v: serde_json::Value = reqwest::get(format!("{upstream}/cgi-bin/user/info?access_token={token}&openid=o1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["errcode"].as_i64().unwrap_or(-999)
+}
+
+/// A redis-server of the test's own, on a free port, killed on drop.
+pub struct OwnRedis {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl OwnRedis {
+    /// Starts one; `None` (or a panic in CI) when `redis-server` is not installed.
+    pub fn start() -> Option<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(std::env::var_os("CI").is_none(), "redis-server is required in CI: {e}");
+                return None;
+            }
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(OwnRedis { child, port })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
