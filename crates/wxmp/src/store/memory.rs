@@ -13,6 +13,27 @@ use tokio::time::Instant;
 
 use super::{StoreError, NOTIFY_CAPACITY};
 
+/// The map plus an insert counter that drives the sweep of expired entries: every key is
+/// written with a TTL by the callback dedup, so without a sweep the map would only grow.
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    inserts: u64,
+}
+
+/// Expired entries are swept once every this many inserts (amortised O(1) per insert).
+const SWEEP_EVERY: u64 = 1024;
+
+impl Entries {
+    fn insert(&mut self, key: &str, entry: Entry, now: Instant) {
+        self.inserts += 1;
+        if self.inserts % SWEEP_EVERY == 0 {
+            self.map.retain(|_, e| e.live(now));
+        }
+        self.map.insert(key.to_owned(), entry);
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     value: String,
@@ -28,7 +49,7 @@ impl Entry {
 /// An in-process key/value store.
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    entries: Arc<Mutex<Entries>>,
     notify: broadcast::Sender<String>,
 }
 
@@ -47,9 +68,11 @@ impl MemoryStore {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
         // A panic while holding the lock cannot leave a half-written entry, so recover.
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// See [`super::Store::get`].
@@ -57,21 +80,26 @@ impl MemoryStore {
         let now = Instant::now();
         Ok(self
             .lock()
+            .map
             .get(key)
             .filter(|e| e.live(now))
             .map(|e| e.value.clone()))
     }
 
     /// See [`super::Store::set`].
-    pub async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
-        let expires_at = ttl.map(|ttl| Instant::now() + ttl);
-        self.lock().insert(
-            key.to_owned(),
-            Entry {
-                value: value.to_owned(),
-                expires_at,
-            },
-        );
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let expires_at = ttl.map(|ttl| now + ttl);
+        let entry = Entry {
+            value: value.to_owned(),
+            expires_at,
+        };
+        self.lock().insert(key, entry, now);
         let _ = self.notify.send(key.to_owned());
         Ok(())
     }
@@ -80,16 +108,14 @@ impl MemoryStore {
     pub async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut entries = self.lock();
-        if entries.get(key).is_some_and(|e| e.live(now)) {
+        if entries.map.get(key).is_some_and(|e| e.live(now)) {
             return Ok(false);
         }
-        entries.insert(
-            key.to_owned(),
-            Entry {
-                value: value.to_owned(),
-                expires_at: Some(now + ttl),
-            },
-        );
+        let entry = Entry {
+            value: value.to_owned(),
+            expires_at: Some(now + ttl),
+        };
+        entries.insert(key, entry, now);
         Ok(true)
     }
 
@@ -99,10 +125,11 @@ impl MemoryStore {
         let deleted = {
             let mut entries = self.lock();
             let matches = entries
+                .map
                 .get(key)
                 .is_some_and(|e| e.live(now) && e.value == value);
             if matches {
-                entries.remove(key);
+                entries.map.remove(key);
             }
             matches
         };
@@ -127,15 +154,47 @@ mod tests {
         let store = MemoryStore::new();
         let mut events = store.subscribe();
         assert_eq!(store.get("k").await.unwrap(), None);
-        assert!(store.set_nx("k", "a", Duration::from_secs(10)).await.unwrap());
-        assert!(!store.set_nx("k", "b", Duration::from_secs(10)).await.unwrap());
+        assert!(store
+            .set_nx("k", "a", Duration::from_secs(10))
+            .await
+            .unwrap());
+        assert!(!store
+            .set_nx("k", "b", Duration::from_secs(10))
+            .await
+            .unwrap());
         assert!(!store.delete_if_eq("k", "b").await.unwrap());
         assert!(store.delete_if_eq("k", "a").await.unwrap());
         assert_eq!(events.recv().await.unwrap(), "k");
-        store.set("t", "v", Some(Duration::from_secs(5))).await.unwrap();
+        store
+            .set("t", "v", Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
         assert_eq!(store.get("t").await.unwrap().as_deref(), Some("v"));
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(store.get("t").await.unwrap(), None);
-        assert!(store.set_nx("t", "w", Duration::from_secs(1)).await.unwrap());
+        assert!(store
+            .set_nx("t", "w", Duration::from_secs(1))
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_swept() {
+        let store = MemoryStore::new();
+        for i in 0..SWEEP_EVERY {
+            store
+                .set_nx(&format!("d{i}"), "x", Duration::from_secs(1))
+                .await
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for i in 0..SWEEP_EVERY {
+            store.set(&format!("e{i}"), "y", None).await.unwrap();
+        }
+        let len = store.lock().map.len();
+        assert!(
+            len <= SWEEP_EVERY as usize + 1,
+            "expired entries kept: {len}"
+        );
     }
 }

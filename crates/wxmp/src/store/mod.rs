@@ -68,13 +68,28 @@ impl Store {
         Store::Memory(MemoryStore::new())
     }
 
+    /// The SQLite file at `path`, its folder created when missing (see [`SqliteStore::open`]).
+    pub async fn open_sqlite(path: &std::path::Path) -> Result<Self, StoreError> {
+        SqliteStore::open(path).await.map(Store::Sqlite)
+    }
+
+    /// The Redis at `url`, every key under `prefix` (see [`RedisStore::connect`]).
+    pub async fn open_redis(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        RedisStore::connect(url, prefix).await.map(Store::Redis)
+    }
+
     /// The value at `key`, unless absent or expired.
     pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         dispatch!(self, s => s.get(key).await)
     }
 
     /// Sets `key` (replacing any value), expiring after `ttl` if given, and notifies watchers.
-    pub async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), StoreError> {
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
         dispatch!(self, s => s.set(key, value, ttl).await)
     }
 
