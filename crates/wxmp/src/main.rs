@@ -15,7 +15,11 @@ use wxmp::emulator::{EmulatedApp, EmulatorConfig};
 use wxmp::{check, dev, send, server, shutdown};
 
 #[derive(Parser)]
-#[command(name = "wxmp", version, about = "Everything a WeChat Official Account (公众号) needs on its developer server")]
+#[command(
+    name = "wxmp",
+    version,
+    about = "Everything a WeChat Official Account (公众号) needs on its developer server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,7 +128,10 @@ fn config_path(flag: Option<PathBuf>) -> PathBuf {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -148,7 +155,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) if args.dev => dev::serve_dev(args.listen).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) if args.dev => dev::serve_dev(args.listen)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Emulator(args) => emulator(args).await.map(|()| ExitCode::SUCCESS),
         Command::Send(args) => send::run(args).await,
@@ -157,7 +166,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(check::run(&path, &ProcessEnv, !args.offline).await)
         }
         Command::Sign(cmd) => {
-            println!("{}", sign(cmd));
+            println!("{}", sign(cmd)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -184,7 +193,10 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     let mut config = if args.apps.is_empty() {
         EmulatorConfig::demo()
     } else {
-        EmulatorConfig { apps: args.apps, ..EmulatorConfig::default() }
+        EmulatorConfig {
+            apps: args.apps,
+            ..EmulatorConfig::default()
+        }
     };
     config.token_lifetime = Duration::from_secs(args.token_lifetime);
     config.overlap = Duration::from_secs(args.overlap);
@@ -193,25 +205,34 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    eprintln!("wxmp emulator listening on http://{}", listener.local_addr()?);
+    eprintln!(
+        "wxmp emulator listening on http://{}",
+        listener.local_addr()?
+    );
     wxmp::emulator::run(listener, config, shutdown::signal()).await?;
     Ok(())
 }
 
-fn sign(cmd: SignCommand) -> String {
+fn sign(cmd: SignCommand) -> anyhow::Result<String> {
     use wxmp_proto::signature::{self, Token};
-    let token = |t: &str| Token::new(t).map_err(|_| "token must not be empty");
-    match cmd {
-        SignCommand::Signature { token: t, timestamp, nonce } => match token(&t) {
-            Ok(t) => signature::signature(&t, &timestamp, &nonce).to_string(),
-            Err(e) => e.to_owned(),
-        },
-        SignCommand::MsgSignature { token: t, timestamp, nonce, encrypt } => match token(&t) {
-            Ok(t) => signature::msg_signature(&t, &timestamp, &nonce, &encrypt).to_string(),
-            Err(e) => e.to_owned(),
-        },
-        SignCommand::Jssdk { ticket, noncestr, timestamp, url } => {
-            wxmp_proto::jssdk::jsapi_signature(&ticket, &noncestr, &timestamp, &url).to_string()
-        }
-    }
+    let token = |t: &str| Token::new(t).map_err(|_| anyhow::anyhow!("--token must not be empty"));
+    Ok(match cmd {
+        SignCommand::Signature {
+            token: t,
+            timestamp,
+            nonce,
+        } => signature::signature(&token(&t)?, &timestamp, &nonce).to_string(),
+        SignCommand::MsgSignature {
+            token: t,
+            timestamp,
+            nonce,
+            encrypt,
+        } => signature::msg_signature(&token(&t)?, &timestamp, &nonce, &encrypt).to_string(),
+        SignCommand::Jssdk {
+            ticket,
+            noncestr,
+            timestamp,
+            url,
+        } => wxmp_proto::jssdk::jsapi_signature(&ticket, &noncestr, &timestamp, &url).to_string(),
+    })
 }
