@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 use wxmp::config::TokenApi;
-use wxmp::emulator::{Endpoint, EmulatorConfig, Fault};
+use wxmp::emulator::{EmulatorConfig, Endpoint, Fault};
 use wxmp::store::Store;
 
 async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
@@ -20,7 +20,12 @@ async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
 }
 
 async fn refresh(client: &reqwest::Client, url: &str, stale: &str) -> (u16, Value) {
-    let r = client.post(url).json(&json!({ "stale": stale })).send().await.unwrap();
+    let r = client
+        .post(url)
+        .json(&json!({ "stale": stale }))
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -49,7 +54,11 @@ async fn refresh_storm_over_three_instances_makes_one_upstream_call() {
     let stale = first["access_token"].as_str().unwrap().to_owned();
     for i in &instances[1..] {
         let (_, v) = get_json(&client, &i.url("/v1/apps/demo/access_token")).await;
-        assert_eq!(v["access_token"], stale.as_str(), "all instances share the stored token");
+        assert_eq!(
+            v["access_token"],
+            stale.as_str(),
+            "all instances share the stored token"
+        );
     }
     let before = token_calls(&emu);
     assert_eq!(before, 1);
@@ -71,14 +80,23 @@ async fn refresh_storm_over_three_instances_makes_one_upstream_call() {
         tokens.insert(body["access_token"].as_str().unwrap().to_owned());
     }
     assert!(refreshed >= 1);
-    assert_eq!(token_calls(&emu) - before, 1, "exactly one upstream token call");
+    assert_eq!(
+        token_calls(&emu) - before,
+        1,
+        "exactly one upstream token call"
+    );
     assert_eq!(tokens.len(), 1, "every caller got the same new token");
     assert!(!tokens.contains(&stale));
     let new = tokens.into_iter().next().unwrap();
     assert_eq!(use_token(&emu.base_url(), &new).await, 0);
 
     // A late report of the old token changes nothing.
-    let (_, late) = refresh(&client, &instances[2].url("/v1/apps/demo/access_token/refresh"), &stale).await;
+    let (_, late) = refresh(
+        &client,
+        &instances[2].url("/v1/apps/demo/access_token/refresh"),
+        &stale,
+    )
+    .await;
     assert_eq!(late["access_token"], new.as_str());
     assert_eq!(late["refreshed"], false);
     assert_eq!(token_calls(&emu) - before, 1);
@@ -118,22 +136,38 @@ async fn a_dead_lock_holder_is_taken_over_within_the_lease() {
     let prefix = unique_prefix();
     let client = client();
     let store = redis_store(&redis_url(), &prefix).await;
-    let survivor = start(config(&emu.base_url(), vec![app(TokenApi::Classic)]), store.clone()).await;
+    let survivor = start(
+        config(&emu.base_url(), vec![app(TokenApi::Classic)]),
+        store.clone(),
+    )
+    .await;
     let (_, first) = get_json(&client, &survivor.url("/v1/apps/demo/access_token")).await;
     let stale = first["access_token"].as_str().unwrap().to_owned();
 
     // Another instance took the refresh lock and was killed -9: its lease is all that is left.
     assert!(store
-        .set_nx("lock:demo:access_token", "killed-instance", wxmp::token::LOCK_LEASE)
+        .set_nx(
+            "lock:demo:access_token",
+            "killed-instance",
+            wxmp::token::LOCK_LEASE
+        )
         .await
         .unwrap());
     let started = Instant::now();
-    let (status, body) = refresh(&client, &survivor.url("/v1/apps/demo/access_token/refresh"), &stale).await;
+    let (status, body) = refresh(
+        &client,
+        &survivor.url("/v1/apps/demo/access_token/refresh"),
+        &stale,
+    )
+    .await;
     let took = started.elapsed();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["refreshed"], true);
     assert!(took <= Duration::from_secs(15), "took over in {took:?}");
-    assert!(took >= Duration::from_secs(8), "must wait for the lease, not steal it ({took:?})");
+    assert!(
+        took >= Duration::from_secs(8),
+        "must wait for the lease, not steal it ({took:?})"
+    );
     assert_eq!(token_calls(&emu), 2);
 }
 
@@ -155,12 +189,20 @@ async fn no_dead_tokens(api: TokenApi, for_how_long: Duration) {
         let (status, v) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
         assert_eq!(status, 200, "{v}");
         let token = v["access_token"].as_str().unwrap();
-        assert_eq!(use_token(&emu.base_url(), token).await, 0, "handed out a dead token after {checked} checks");
+        assert_eq!(
+            use_token(&emu.base_url(), token).await,
+            0,
+            "handed out a dead token after {checked} checks"
+        );
         distinct.insert(token.to_owned());
         checked += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(distinct.len() >= 3, "tokens were refreshed proactively ({} seen)", distinct.len());
+    assert!(
+        distinct.len() >= 3,
+        "tokens were refreshed proactively ({} seen)",
+        distinct.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +218,11 @@ async fn short_lived_stable_tokens_are_never_handed_out_dead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_upstream_is_retried_boundedly_and_the_valid_token_stays_served() {
     let emu = emulator(EmulatorConfig::default()).await;
-    let instance = start(config(&emu.base_url(), vec![app(TokenApi::Classic)]), Store::memory()).await;
+    let instance = start(
+        config(&emu.base_url(), vec![app(TokenApi::Classic)]),
+        Store::memory(),
+    )
+    .await;
     let client = client();
     let (_, first) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
     let stale = first["access_token"].as_str().unwrap().to_owned();
@@ -184,12 +230,24 @@ async fn a_busy_upstream_is_retried_boundedly_and_the_valid_token_stays_served()
     emu.emulator().inject(Fault::system_error(Endpoint::Token));
     let before = token_calls(&emu);
     let started = Instant::now();
-    let (status, body) = refresh(&client, &instance.url("/v1/apps/demo/access_token/refresh"), &stale).await;
+    let (status, body) = refresh(
+        &client,
+        &instance.url("/v1/apps/demo/access_token/refresh"),
+        &stale,
+    )
+    .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "upstream_unavailable");
-    assert!(started.elapsed() < Duration::from_secs(10), "bounded: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded: {:?}",
+        started.elapsed()
+    );
     let attempts = token_calls(&emu) - before;
-    assert!((2..=12).contains(&attempts), "retried with backoff, not forever: {attempts}");
+    assert!(
+        (2..=12).contains(&attempts),
+        "retried with backoff, not forever: {attempts}"
+    );
 
     // The still-valid token keeps being served meanwhile.
     let (status, served) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
@@ -200,12 +258,20 @@ async fn a_busy_upstream_is_retried_boundedly_and_the_valid_token_stays_served()
     emu.emulator().clear_faults();
     let recovered = Instant::now();
     loop {
-        let (status, body) = refresh(&client, &instance.url("/v1/apps/demo/access_token/refresh"), &stale).await;
+        let (status, body) = refresh(
+            &client,
+            &instance.url("/v1/apps/demo/access_token/refresh"),
+            &stale,
+        )
+        .await;
         if status == 200 {
             assert_eq!(body["refreshed"], true);
             break;
         }
-        assert!(recovered.elapsed() < Duration::from_secs(15), "did not recover: {body}");
+        assert!(
+            recovered.elapsed() < Duration::from_secs(15),
+            "did not recover: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -215,22 +281,35 @@ async fn ip_whitelist_refusal_names_the_ip_and_is_not_retried() {
     let emu = emulator(EmulatorConfig::default()).await;
     emu.emulator()
         .set_ip_whitelist(APPID, Some(vec!["10.1.2.3".parse().unwrap()]));
-    let instance = start(config(&emu.base_url(), vec![app(TokenApi::Stable)]), Store::memory()).await;
+    let instance = start(
+        config(&emu.base_url(), vec![app(TokenApi::Stable)]),
+        Store::memory(),
+    )
+    .await;
     let client = client();
     let (status, body) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "upstream_refused");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("127.0.0.1") && message.contains("IP"), "{message}");
+    assert!(
+        message.contains("127.0.0.1") && message.contains("IP"),
+        "{message}"
+    );
     assert!(!message.contains(SECRET));
     let attempts = token_calls(&emu);
     for _ in 0..20 {
         let (status, _) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
         assert_eq!(status, 502);
     }
-    assert_eq!(token_calls(&emu), attempts, "no upstream call during the cooldown");
+    assert_eq!(
+        token_calls(&emu),
+        attempts,
+        "no upstream call during the cooldown"
+    );
     let (_, apps) = get_json(&client, &instance.url("/v1/apps")).await;
-    let last_error = apps["apps"]["demo"]["credentials"]["access_token"]["last_error"].as_str().unwrap();
+    let last_error = apps["apps"]["demo"]["credentials"]["access_token"]["last_error"]
+        .as_str()
+        .unwrap();
     assert!(last_error.contains("127.0.0.1"), "{apps}");
 }
 
@@ -241,14 +320,29 @@ async fn daily_quota_exhaustion_is_explained_and_the_token_kept() {
         ..EmulatorConfig::default()
     })
     .await;
-    let instance = start(config(&emu.base_url(), vec![app(TokenApi::Classic)]), Store::memory()).await;
+    let instance = start(
+        config(&emu.base_url(), vec![app(TokenApi::Classic)]),
+        Store::memory(),
+    )
+    .await;
     let client = client();
     let (_, first) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
     let stale = first["access_token"].as_str().unwrap();
-    let (status, body) = refresh(&client, &instance.url("/v1/apps/demo/access_token/refresh"), stale).await;
+    let (status, body) = refresh(
+        &client,
+        &instance.url("/v1/apps/demo/access_token/refresh"),
+        stale,
+    )
+    .await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("45009"), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("quota"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("45009"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("quota"),
+        "{body}"
+    );
     let (status, served) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
     assert_eq!(status, 200);
     assert_eq!(served["access_token"], stale);
@@ -271,10 +365,19 @@ async fn redis_going_away_keeps_the_valid_token_served() {
     assert_eq!(status, 200, "{served}");
     assert_eq!(served["access_token"], token.as_str());
     let started = Instant::now();
-    let (status, body) = refresh(&client, &instance.url("/v1/apps/demo/access_token/refresh"), &token).await;
+    let (status, body) = refresh(
+        &client,
+        &instance.url("/v1/apps/demo/access_token/refresh"),
+        &token,
+    )
+    .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "store_unavailable");
-    assert!(started.elapsed() < Duration::from_secs(8), "no hang: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "no hang: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,7 +430,10 @@ async fn tickets_and_jssdk_config() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "js_domain_not_allowed");
-    assert!(body["error"]["message"].as_str().unwrap().contains("evil.example.org"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("evil.example.org"));
 
     let (status, body) = get_json(&client, &instance.url("/v1/apps/cbonly/access_token")).await;
     assert_eq!(status, 409, "{body}");
@@ -336,16 +442,30 @@ async fn tickets_and_jssdk_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_unknown_apps_and_errors() {
     let emu = emulator(EmulatorConfig::default()).await;
-    let instance = start(config(&emu.base_url(), vec![app(TokenApi::Stable)]), Store::memory()).await;
+    let instance = start(
+        config(&emu.base_url(), vec![app(TokenApi::Stable)]),
+        Store::memory(),
+    )
+    .await;
     let plain = reqwest::Client::new();
     let url = instance.url("/v1/apps/demo/access_token");
     let r = plain.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
-    let r = plain.get(&url).bearer_auth("wrong-key-0123456789abcdef").send().await.unwrap();
+    let r = plain
+        .get(&url)
+        .bearer_auth("wrong-key-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = plain.get(&url).bearer_auth(&API_KEY[..API_KEY.len() - 1]).send().await.unwrap();
+    let r = plain
+        .get(&url)
+        .bearer_auth(&API_KEY[..API_KEY.len() - 1])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "a prefix of the key is not the key");
     let r = plain.get(instance.url("/v1/apps")).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -363,14 +483,23 @@ async fn auth_unknown_apps_and_errors() {
     assert_eq!(r.status(), 400);
     let health = reqwest::get(instance.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = reqwest::get(instance.url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(instance.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("wxmp_api_requests"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_adds_the_token_and_retries_once_on_a_stale_one() {
     let emu = emulator(EmulatorConfig::default()).await;
-    let instance = start(config(&emu.base_url(), vec![app(TokenApi::Classic)]), Store::memory()).await;
+    let instance = start(
+        config(&emu.base_url(), vec![app(TokenApi::Classic)]),
+        Store::memory(),
+    )
+    .await;
     let client = client();
     let r = client
         .post(instance.url("/v1/apps/demo/proxy/cgi-bin/message/custom/send"))
@@ -382,7 +511,10 @@ async fn proxy_adds_the_token_and_retries_once_on_a_stale_one() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errcode"], 0, "{body}");
     assert_eq!(emu.emulator().custom_messages(APPID).len(), 1);
-    assert_eq!(emu.emulator().custom_messages(APPID)[0]["text"]["content"], "你好");
+    assert_eq!(
+        emu.emulator().custom_messages(APPID)[0]["text"]["content"],
+        "你好"
+    );
 
     // WeChat kills the held token: the proxy refreshes once and the call goes through.
     emu.emulator().expire_all_tokens(APPID);
@@ -395,4 +527,80 @@ async fn proxy_adds_the_token_and_retries_once_on_a_stale_one() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errcode"], 0, "{body}");
     assert_eq!(token_calls(&emu) - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_refreshing_process_is_taken_over_within_the_lease() {
+    if !redis_available().await {
+        return;
+    }
+    let emu = emulator(EmulatorConfig::default()).await;
+    // The first token call hangs long enough for us to kill its caller mid-refresh.
+    emu.emulator().inject(
+        Fault::new(
+            Endpoint::StableToken,
+            wxmp::emulator::FaultKind::Delay(Duration::from_secs(30)),
+        )
+        .times(1),
+    );
+    let prefix = unique_prefix();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wxmp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nupstream = \"{}\"\n[store]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"{prefix}\"\n\
+             [api]\nkeys = [\"{API_KEY}\"]\n[apps.demo]\nappid = \"{APPID}\"\nsecret = \"{SECRET}\"\ntoken = \"pamtest\"\n",
+            emu.base_url(),
+            redis_url()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wxmp"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Wait until the child's refresher holds the lock (it starts refreshing at boot).
+    let redis = redis::Client::open(redis_url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let lock_key = format!("{prefix}lock:demo:access_token");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: Option<String> = redis::cmd("GET")
+            .arg(&lock_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if held.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child never took the refresh lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup, the lock stays until its lease runs out
+    child.wait().unwrap();
+    let killed_at = Instant::now();
+
+    let store = redis_store(&redis_url(), &prefix).await;
+    let survivor = start(config_for(&emu), store).await;
+    let (status, body) = get_json(&client(), &survivor.url("/v1/apps/demo/access_token")).await;
+    assert_eq!(status, 200, "{body}");
+    let took = killed_at.elapsed();
+    assert!(
+        took <= Duration::from_secs(15),
+        "another instance took over in {took:?}"
+    );
+    assert_eq!(
+        use_token(&emu.base_url(), body["access_token"].as_str().unwrap()).await,
+        0
+    );
+}
+
+fn config_for(emu: &wxmp::emulator::EmulatorHandle) -> wxmp::config::Config {
+    config(&emu.base_url(), vec![app(TokenApi::Stable)])
 }
