@@ -8,7 +8,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use wxmp_proto::signature::{msg_signature, Token};
-use wxmp_proto::{AppId, EncodingAesKey, EncryptedReply, EncryptedRequest, Message, MsgCrypt, Reply};
+use wxmp_proto::{
+    AppId, EncodingAesKey, EncryptedReply, EncryptedRequest, Message, MsgCrypt, Reply,
+};
 
 const TOKEN: &str = "pamtest";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -59,10 +61,18 @@ fn bench(c: &mut Criterion) {
     let reply = Reply::text("pong! 你好，这是自动回复。");
     group.bench_function("outbound: render + encrypt + sign", |b| {
         b.iter(|| {
-            let rendered = reply.render_for(black_box(&message), 1409735669).expect("render");
-            let sealed =
-                EncryptedReply::seal(&crypt, &token, &rendered, TIMESTAMP, NONCE, *b"fedcba9876543210")
-                    .expect("seal");
+            let rendered = reply
+                .render_for(black_box(&message), 1409735669)
+                .expect("render");
+            let sealed = EncryptedReply::seal(
+                &crypt,
+                &token,
+                &rendered,
+                TIMESTAMP,
+                NONCE,
+                *b"fedcba9876543210",
+            )
+            .expect("seal");
             sealed.render()
         })
     });

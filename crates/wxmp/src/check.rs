@@ -65,7 +65,11 @@ pub async fn report(path: &Path, env: &dyn Environment, live: bool) -> Report {
             return r;
         }
     };
-    r.ok(format!("{} parses; {} app(s) configured", path.display(), config.apps.len()));
+    r.ok(format!(
+        "{} parses; {} app(s) configured",
+        path.display(),
+        config.apps.len()
+    ));
     advise(&config, &mut r);
     if live {
         check_live(&config, &mut r).await;
@@ -88,7 +92,9 @@ fn advise(config: &Config, r: &mut Report) {
     }
     for (name, app) in &config.apps {
         let id = app.appid.as_str();
-        let canonical = id.len() == 18 && id.starts_with("wx") && id[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        let canonical = id.len() == 18
+            && id.starts_with("wx")
+            && id[2..].bytes().all(|b| b.is_ascii_hexdigit());
         if !canonical {
             r.note(format!(
                 "apps.{name}.appid = {id:?} does not look like an AppID (wx + 16 hex digits); check 基本配置 → 开发者ID"
@@ -100,7 +106,9 @@ fn advise(config: &Config, r: &mut Report) {
             ));
         }
         if app.secret.is_none() {
-            r.note(format!("apps.{name} has no secret: callback only, no access_token, tickets or proxy"));
+            r.note(format!(
+                "apps.{name} has no secret: callback only, no access_token, tickets or proxy"
+            ));
         }
         if app.forward.is_none() && app.auto_reply == crate::config::AutoReply::default() {
             r.note(format!("apps.{name} has neither forward nor auto_reply: every message is answered `success`"));
@@ -114,17 +122,30 @@ async fn check_live(config: &Config, r: &mut Report) {
         Err(e) => r.error(format!("the store does not open: {e}")),
     }
     let upstream = Upstream::new(http_client(), config.upstream.clone());
-    let probe = upstream.http().get(upstream.url("cgi-bin/token")).send().await;
+    let probe = upstream
+        .http()
+        .get(upstream.url("cgi-bin/token"))
+        .send()
+        .await;
     match probe {
         Ok(resp) => match resp.json::<serde_json::Value>().await {
-            Ok(v) if v.get("errcode").is_some() => r.ok(format!("upstream {} answers like WeChat", config.upstream)),
+            Ok(v) if v.get("errcode").is_some() => {
+                r.ok(format!("upstream {} answers like WeChat", config.upstream))
+            }
             _ => {
-                r.error(format!("upstream {} answered, but not like the WeChat API", config.upstream));
+                r.error(format!(
+                    "upstream {} answered, but not like the WeChat API",
+                    config.upstream
+                ));
                 return;
             }
         },
         Err(e) => {
-            r.error(format!("upstream {} is unreachable: {}", config.upstream, e.without_url()));
+            r.error(format!(
+                "upstream {} is unreachable: {}",
+                config.upstream,
+                e.without_url()
+            ));
             return;
         }
     }
@@ -140,7 +161,9 @@ async fn check_live(config: &Config, r: &mut Report) {
             continue;
         }
         match upstream.access_token(app, false).await {
-            Ok(_) => r.ok(format!("apps.{name}: WeChat accepts the AppID, AppSecret and this server's IP")),
+            Ok(_) => r.ok(format!(
+                "apps.{name}: WeChat accepts the AppID, AppSecret and this server's IP"
+            )),
             Err(e) => r.error(format!("apps.{name}: {}", e.explain())),
         }
     }

@@ -300,9 +300,8 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            ConfigError::one(e.to_string().trim_end().replace('\n', "\n    "))
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::one(e.to_string().trim_end().replace('\n', "\n    ")))?;
         Self::from_raw(raw, env)
     }
 
@@ -383,7 +382,10 @@ fn store_config(c: &mut Checker<'_>, raw: RawStore) -> Option<StoreConfig> {
     let backend = raw.backend.as_deref().unwrap_or("sqlite");
     match backend {
         "sqlite" => {
-            let path = c.resolve("store.path", raw.path.as_deref().unwrap_or(DEFAULT_SQLITE_PATH))?;
+            let path = c.resolve(
+                "store.path",
+                raw.path.as_deref().unwrap_or(DEFAULT_SQLITE_PATH),
+            )?;
             Some(StoreConfig::Sqlite { path: path.into() })
         }
         "redis" => {
@@ -459,7 +461,11 @@ fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option<AppConfig>
         }),
         None => None,
     };
-    let mode = raw.mode.unwrap_or(if aes_key.is_some() { Mode::Safe } else { Mode::Plain });
+    let mode = raw.mode.unwrap_or(if aes_key.is_some() {
+        Mode::Safe
+    } else {
+        Mode::Plain
+    });
     if mode != Mode::Plain && aes_key.is_none() && c.problems.len() == before {
         c.problem(format!(
             "{} is {mode:?} but {} is missing: encrypted modes need the EncodingAESKey",

@@ -16,7 +16,9 @@ use url::Url;
 use wxmp_proto::signature::Token;
 use wxmp_proto::{AppId, EncodingAesKey, MsgCrypt};
 
-use crate::config::{AppConfig, AutoReply, Config, Mode, Secret, StoreConfig, TokenApi, DEFAULT_LISTEN};
+use crate::config::{
+    AppConfig, AutoReply, Config, Mode, Secret, StoreConfig, TokenApi, DEFAULT_LISTEN,
+};
 use crate::emulator::{Emulator, EmulatorConfig, DEMO_APPID, DEMO_SECRET};
 use crate::{server, shutdown};
 
@@ -37,9 +39,13 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
     keywords.insert("ping".to_owned(), "pong".to_owned());
     keywords.insert(
         "help".to_owned(),
-        "Try: ping, 你好, or anything else. Replies come from [apps.demo.auto_reply] in wxmp.toml.".to_owned(),
+        "Try: ping, 你好, or anything else. Replies come from [apps.demo.auto_reply] in wxmp.toml."
+            .to_owned(),
     );
-    keywords.insert("你好".to_owned(), "你好！这是 wxmp 的演示公众号。".to_owned());
+    keywords.insert(
+        "你好".to_owned(),
+        "你好！这是 wxmp 的演示公众号。".to_owned(),
+    );
     let demo = AppConfig {
         name: "demo".to_owned(),
         crypt: Some(MsgCrypt::new(key, appid.clone())),
@@ -62,7 +68,9 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
     Ok(Config {
         listen,
         upstream,
-        store: StoreConfig::Sqlite { path: DEV_DB.into() },
+        store: StoreConfig::Sqlite {
+            path: DEV_DB.into(),
+        },
         api_keys: vec![Secret::new(DEV_API_KEY)],
         apps,
     })
@@ -71,14 +79,16 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
 /// Runs the dev server until Ctrl-C.
 pub async fn serve_dev(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let emulator_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let emulator = Emulator::new(EmulatorConfig::demo()).spawn(emulator_listener).await;
+    let emulator = Emulator::new(EmulatorConfig::demo())
+        .spawn(emulator_listener)
+        .await;
     let listen = match listen {
         Some(l) => l,
         None => DEFAULT_LISTEN.parse()?,
     };
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e} (pick another with --listen)"))?;
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e} (pick another with --listen)")
+    })?;
     let bound = listener.local_addr()?;
     let config = dev_config(bound, Url::parse(&emulator.base_url())?)?;
     let built = server::Server::build(config).await?;

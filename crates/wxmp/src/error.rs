@@ -14,7 +14,9 @@ use crate::token::TokenError;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// Missing or wrong bearer key.
-    #[error("missing or invalid API key: send `Authorization: Bearer <key>` with a key from [api] keys")]
+    #[error(
+        "missing or invalid API key: send `Authorization: Bearer <key>` with a key from [api] keys"
+    )]
     Unauthorized,
     /// No such app.
     #[error("no app named {0:?} is configured")]
@@ -44,11 +46,13 @@ impl AppError {
             AppError::Token(e) => match e {
                 TokenError::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),
                 TokenError::NoSecret(_) => (StatusCode::CONFLICT, "callback_only_app"),
-                TokenError::Upstream { transient: true, .. } => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
-                }
+                TokenError::Upstream {
+                    transient: true, ..
+                } => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
                 TokenError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_refused"),
-                TokenError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+                TokenError::StoreUnavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+                }
                 TokenError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "refresh_timeout"),
             },
         }

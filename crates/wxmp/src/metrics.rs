@@ -58,8 +58,16 @@ impl Metrics {
         let api_requests = Family::<AppOutcome, Counter>::default();
         let expires_in = Family::<AppKind, Gauge>::default();
         let upstream_calls = Family::<AppKind, Gauge>::default();
-        registry.register("callback_requests", "Callback requests from WeChat", callbacks.clone());
-        registry.register("api_requests", "Business API requests", api_requests.clone());
+        registry.register(
+            "callback_requests",
+            "Callback requests from WeChat",
+            callbacks.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Business API requests",
+            api_requests.clone(),
+        );
         registry.register(
             "credential_expires_in_seconds",
             "Seconds until the held access_token or ticket expires",
@@ -82,14 +90,20 @@ impl Metrics {
     /// Counts one callback request.
     pub fn callback(&self, app: &str, outcome: &str) {
         self.callbacks
-            .get_or_create(&AppOutcome { app: app.to_owned(), outcome: outcome.to_owned() })
+            .get_or_create(&AppOutcome {
+                app: app.to_owned(),
+                outcome: outcome.to_owned(),
+            })
             .inc();
     }
 
     /// Counts one business API request.
     pub fn api(&self, app: &str, outcome: &str) {
         self.api_requests
-            .get_or_create(&AppOutcome { app: app.to_owned(), outcome: outcome.to_owned() })
+            .get_or_create(&AppOutcome {
+                app: app.to_owned(),
+                outcome: outcome.to_owned(),
+            })
             .inc();
     }
 
@@ -97,8 +111,13 @@ impl Metrics {
     pub fn render(&self, tokens: &TokenCore) -> String {
         for (app, kinds) in tokens.status() {
             for (kind, status) in kinds {
-                let labels = AppKind { app: app.clone(), kind: kind.to_owned() };
-                let expires = status.expires_in_s.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+                let labels = AppKind {
+                    app: app.clone(),
+                    kind: kind.to_owned(),
+                };
+                let expires = status
+                    .expires_in_s
+                    .map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
                 self.expires_in.get_or_create(&labels).set(expires);
                 let calls = i64::try_from(status.upstream_calls_today).unwrap_or(i64::MAX);
                 self.upstream_calls.get_or_create(&labels).set(calls);

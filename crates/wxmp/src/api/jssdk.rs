@@ -35,12 +35,17 @@ pub(crate) async fn config(
         .ok_or_else(|| AppError::UnknownApp(app.clone()))?
         .clone();
     let Json(body) = body.map_err(|e| {
-        AppError::BadRequest(format!("expected a JSON body {{\"url\":\"https://…\"}}: {e}"))
+        AppError::BadRequest(format!(
+            "expected a JSON body {{\"url\":\"https://…\"}}: {e}"
+        ))
     })?;
-    let page = Url::parse(&body.url)
-        .map_err(|e| AppError::BadRequest(format!("url {:?} is not a full page URL: {e}", body.url)))?;
+    let page = Url::parse(&body.url).map_err(|e| {
+        AppError::BadRequest(format!("url {:?} is not a full page URL: {e}", body.url))
+    })?;
     if !matches!(page.scheme(), "http" | "https") {
-        return Err(AppError::BadRequest("url must be an http(s) page URL".to_owned()));
+        return Err(AppError::BadRequest(
+            "url must be an http(s) page URL".to_owned(),
+        ));
     }
     let host = page.host_str().unwrap_or_default();
     if app_config.js_domains.is_empty() {
@@ -49,16 +54,25 @@ pub(crate) async fn config(
              (and to 公众号设置 → 功能设置 → JS接口安全域名)"
         )));
     }
-    if !app_config.js_domains.iter().any(|d| host_under_domain(host, d)) {
+    if !app_config
+        .js_domains
+        .iter()
+        .any(|d| host_under_domain(host, d))
+    {
         return Err(AppError::JsDomain(format!(
             "host {host:?} is not under the app's JS接口安全域名 {:?}: WeChat would refuse wx.config there",
             app_config.js_domains
         )));
     }
     let ticket = state.tokens.ticket(&app, TicketType::Jsapi).await?;
-    let nonce: String = rand::thread_rng().sample_iter(&Alphanumeric).take(16).map(char::from).collect();
+    let nonce: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect();
     let timestamp = crate::token::credential::now_ms() / 1000;
-    let signature = jssdk::jsapi_signature(&ticket.value, &nonce, &timestamp.to_string(), &body.url);
+    let signature =
+        jssdk::jsapi_signature(&ticket.value, &nonce, &timestamp.to_string(), &body.url);
     state.metrics.api(&app, "ok");
     Ok(Json(json!({
         "appId": app_config.appid.as_str(),

@@ -27,14 +27,21 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/apps", get(list_apps))
         .route("/v1/apps/{app}/access_token", get(access_token))
-        .route("/v1/apps/{app}/access_token/refresh", post(refresh_access_token))
+        .route(
+            "/v1/apps/{app}/access_token/refresh",
+            post(refresh_access_token),
+        )
         .route("/v1/apps/{app}/tickets/{kind}", get(ticket))
         .route("/v1/apps/{app}/jssdk/config", post(jssdk::config))
         .route("/v1/apps/{app}/proxy/{*path}", any(proxy::proxy))
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 
-async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, AppError> {
+async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -67,10 +74,15 @@ pub(crate) fn known_app(state: &AppState, app: &str) -> Result<(), AppError> {
     }
 }
 
-async fn access_token(State(state): State<AppState>, Path(app): Path<String>) -> Result<Json<Value>, AppError> {
+async fn access_token(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<Value>, AppError> {
     known_app(&state, &app)?;
     let result = state.tokens.access_token(&app).await;
-    state.metrics.api(&app, if result.is_ok() { "ok" } else { "error" });
+    state
+        .metrics
+        .api(&app, if result.is_ok() { "ok" } else { "error" });
     Ok(issued_json(&result?, "access_token"))
 }
 
@@ -86,10 +98,14 @@ async fn refresh_access_token(
 ) -> Result<Json<Value>, AppError> {
     known_app(&state, &app)?;
     let Json(body) = body.map_err(|e| {
-        AppError::BadRequest(format!("expected a JSON body {{\"stale\":\"<token that failed>\"}}: {e}"))
+        AppError::BadRequest(format!(
+            "expected a JSON body {{\"stale\":\"<token that failed>\"}}: {e}"
+        ))
     })?;
     let result = state.tokens.refresh_access_token(&app, &body.stale).await;
-    state.metrics.api(&app, if result.is_ok() { "ok" } else { "error" });
+    state
+        .metrics
+        .api(&app, if result.is_ok() { "ok" } else { "error" });
     let refreshed = result?;
     Ok(Json(json!({
         "access_token": refreshed.issued.value,
@@ -113,7 +129,9 @@ async fn ticket(
         }
     };
     let result = state.tokens.ticket(&app, ticket).await;
-    state.metrics.api(&app, if result.is_ok() { "ok" } else { "error" });
+    state
+        .metrics
+        .api(&app, if result.is_ok() { "ok" } else { "error" });
     Ok(issued_json(&result?, "ticket"))
 }
 

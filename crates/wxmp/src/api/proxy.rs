@@ -47,18 +47,36 @@ pub(crate) async fn proxy(
     super::known_app(&state, &app)?;
     let token = state.tokens.access_token(&app).await?;
     let send = |access_token: String| {
-        forward(&state, &path, method.clone(), query.as_deref(), &headers, body.clone(), access_token)
+        forward(
+            &state,
+            &path,
+            method.clone(),
+            query.as_deref(),
+            &headers,
+            body.clone(),
+            access_token,
+        )
     };
     let mut answer = send(token.value.clone()).await?;
     if answer.stale_token() {
-        let fresh = state.tokens.refresh_access_token(&app, &token.value).await?;
-        tracing::info!(app, path, refreshed = fresh.refreshed, "proxied call saw a stale token; retrying once");
+        let fresh = state
+            .tokens
+            .refresh_access_token(&app, &token.value)
+            .await?;
+        tracing::info!(
+            app,
+            path,
+            refreshed = fresh.refreshed,
+            "proxied call saw a stale token; retrying once"
+        );
         answer = send(fresh.issued.value).await?;
     }
     state.metrics.api(&app, "proxy");
     let mut response = (answer.status, answer.body).into_response();
     if let Some(ct) = answer.content_type {
-        response.headers_mut().insert(axum::http::header::CONTENT_TYPE, ct);
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_TYPE, ct);
     }
     Ok(response)
 }
@@ -86,7 +104,11 @@ async fn forward(
         }
         pairs.append_pair("access_token", &access_token);
     }
-    let mut request = upstream.http().request(method, url).timeout(REQUEST_TIMEOUT).body(body);
+    let mut request = upstream
+        .http()
+        .request(method, url)
+        .timeout(REQUEST_TIMEOUT)
+        .body(body);
     if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
         request = request.header(axum::http::header::CONTENT_TYPE, ct);
     }
@@ -94,11 +116,19 @@ async fn forward(
         .send()
         .await
         .map_err(|e| AppError::Upstream(e.without_url().to_string()))?;
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .cloned();
     let body = response
         .bytes()
         .await
         .map_err(|e| AppError::Upstream(e.without_url().to_string()))?;
-    Ok(Answer { status, content_type, body })
+    Ok(Answer {
+        status,
+        content_type,
+        body,
+    })
 }

@@ -94,7 +94,9 @@ pub enum TokenError {
     #[error("no app named {0:?} is configured")]
     UnknownApp(String),
     /// The app has no `secret`, so it is callback-only.
-    #[error("app {0:?} has no secret configured: it is callback-only, with no access_token or tickets")]
+    #[error(
+        "app {0:?} has no secret configured: it is callback-only, with no access_token or tickets"
+    )]
     NoSecret(String),
     /// WeChat refused or failed; `explanation` says what to do.
     #[error("{explanation}")]
@@ -107,7 +109,9 @@ pub enum TokenError {
         explanation: String,
     },
     /// The store cannot be reached, and the current token is still valid: refresh later.
-    #[error("{0}; the current token is still valid and served, refresh again once the store is back")]
+    #[error(
+        "{0}; the current token is still valid and served, refresh again once the store is back"
+    )]
     StoreUnavailable(String),
     /// Another instance holds the refresh lock and did not finish in time.
     #[error("another instance is refreshing and did not finish within {0:?}")]
@@ -390,28 +394,45 @@ impl TokenCore {
         }
         slot.wake.notify_one();
         let ensured = self
-            .ensure(slot, |c: Option<&Credential>| c.is_none_or(|c| !c.is_usable(now_ms())), None)
+            .ensure(
+                slot,
+                |c: Option<&Credential>| c.is_none_or(|c| !c.is_usable(now_ms())),
+                None,
+            )
             .await?;
         Ok(Issued::from(&ensured, now_ms()))
     }
 
     /// Passive refresh: replaces the access_token only if `stale` is still the current one.
-    pub async fn refresh_access_token(&self, app: &str, stale: &str) -> Result<Refreshed, TokenError> {
+    pub async fn refresh_access_token(
+        &self,
+        app: &str,
+        stale: &str,
+    ) -> Result<Refreshed, TokenError> {
         self.refresh(app, Kind::AccessToken, stale).await
     }
 
     /// Passive refresh of any credential: see [`TokenCore::refresh_access_token`].
-    pub async fn refresh(&self, app: &str, kind: Kind, stale: &str) -> Result<Refreshed, TokenError> {
+    pub async fn refresh(
+        &self,
+        app: &str,
+        kind: Kind,
+        stale: &str,
+    ) -> Result<Refreshed, TokenError> {
         let slot = self.slot(app, kind)?;
         let now = now_ms();
         // Cheap answer first: our copy is already something else, and usable.
-        if let Some(c) = slot.cached().filter(|c| c.value != stale && c.is_usable(now)) {
+        if let Some(c) = slot
+            .cached()
+            .filter(|c| c.value != stale && c.is_usable(now))
+        {
             return Ok(Refreshed {
                 issued: Issued::from(&c, now),
                 refreshed: false,
             });
         }
-        let want = |c: Option<&Credential>| c.is_none_or(|c| c.value == stale || !c.is_usable(now_ms()));
+        let want =
+            |c: Option<&Credential>| c.is_none_or(|c| c.value == stale || !c.is_usable(now_ms()));
         let ensured = self.ensure(slot, want, Some(stale)).await?;
         Ok(Refreshed {
             refreshed: ensured.value != stale,
@@ -427,7 +448,9 @@ impl TokenCore {
             let cached = slot.cached();
             let s = lock(&slot.status);
             let status = KindStatus {
-                age_s: cached.as_ref().map(|c| now.saturating_sub(c.fetched_at_ms) / 1000),
+                age_s: cached
+                    .as_ref()
+                    .map(|c| now.saturating_sub(c.fetched_at_ms) / 1000),
                 expires_in_s: cached.as_ref().map(|c| c.expires_in_s(now)),
                 last_refresh_ms: s.last_refresh_ms,
                 upstream_calls_today: if s.calls_day == now / 86_400_000 {
@@ -437,7 +460,9 @@ impl TokenCore {
                 },
                 last_error: s.last_error.clone(),
             };
-            out.entry(app.clone()).or_default().insert(kind.as_str(), status);
+            out.entry(app.clone())
+                .or_default()
+                .insert(kind.as_str(), status);
         }
         out
     }
@@ -449,7 +474,12 @@ impl TokenCore {
 
     /// Makes sure the slot holds a credential that `want` does not reject, calling WeChat at
     /// most once across every caller and instance (see the module docs).
-    async fn ensure<W>(&self, slot: &Slot, want: W, stale: Option<&str>) -> Result<Credential, TokenError>
+    async fn ensure<W>(
+        &self,
+        slot: &Slot,
+        want: W,
+        stale: Option<&str>,
+    ) -> Result<Credential, TokenError>
     where
         W: Fn(Option<&Credential>) -> bool,
     {
@@ -464,16 +494,17 @@ impl TokenCore {
         let mut notifications = store.subscribe();
         loop {
             match self.read_store(slot).await {
-                Ok(Some(c)) if !want(Some(&c)) => {
-                    return Ok(c)
-                }
+                Ok(Some(c)) if !want(Some(&c)) => return Ok(c),
                 Ok(_) => {}
                 Err(e) => return self.degraded(slot, e, held_usable, stale).await,
             }
             if let Some(e) = slot.cooldown() {
                 return Err(e);
             }
-            match store.set_nx(&slot.lock_key, &self.inner.owner, LOCK_LEASE).await {
+            match store
+                .set_nx(&slot.lock_key, &self.inner.owner, LOCK_LEASE)
+                .await
+            {
                 Ok(true) => {
                     let result = self.fetch_under_lock(slot, &want, stale).await;
                     if let Err(e) = store.delete_if_eq(&slot.lock_key, &self.inner.owner).await {
@@ -526,7 +557,12 @@ impl TokenCore {
     }
 
     /// Holding the lock: re-check nothing changed, fetch, store.
-    async fn fetch_under_lock<W>(&self, slot: &Slot, want: &W, stale: Option<&str>) -> Result<Credential, TokenError>
+    async fn fetch_under_lock<W>(
+        &self,
+        slot: &Slot,
+        want: &W,
+        stale: Option<&str>,
+    ) -> Result<Credential, TokenError>
     where
         W: Fn(Option<&Credential>) -> bool,
     {
@@ -579,7 +615,12 @@ impl TokenCore {
     /// Calls WeChat, retrying transient errors within [`FETCH_BUDGET`]. For a stable
     /// access_token that came back unchanged while a caller reported it stale, one
     /// `force_refresh` follows, spaced at least 30 s from the last one across instances.
-    async fn fetch<W>(&self, slot: &Slot, want: &W, stale: Option<&str>) -> Result<Credential, TokenError>
+    async fn fetch<W>(
+        &self,
+        slot: &Slot,
+        want: &W,
+        stale: Option<&str>,
+    ) -> Result<Credential, TokenError>
     where
         W: Fn(Option<&Credential>) -> bool,
     {
@@ -633,7 +674,11 @@ impl TokenCore {
                         continue;
                     }
                     let err = TokenError::from_upstream(&e);
-                    let cooldown = if e.is_transient() { TRANSIENT_COOLDOWN } else { PERMANENT_COOLDOWN };
+                    let cooldown = if e.is_transient() {
+                        TRANSIENT_COOLDOWN
+                    } else {
+                        PERMANENT_COOLDOWN
+                    };
                     tracing::error!(app = %slot.app.name, kind = slot.kind.as_str(), error = %err,
                         "giving up on this refresh");
                     slot.record_error(&err, Some(cooldown));
@@ -645,17 +690,29 @@ impl TokenCore {
 
     /// A ticket needs an access_token; if WeChat calls that token stale, refresh it
     /// conditionally and try once more.
-    async fn fetch_ticket(&self, slot: &Slot, ticket: TicketType) -> Result<upstream::Fetched, UpstreamError> {
-        let to_upstream = |e: TokenError| UpstreamError::BadResponse(format!("no access_token for the ticket: {e}"));
-        let token = Box::pin(self.access_token(&slot.app.name)).await.map_err(to_upstream)?;
+    async fn fetch_ticket(
+        &self,
+        slot: &Slot,
+        ticket: TicketType,
+    ) -> Result<upstream::Fetched, UpstreamError> {
+        let to_upstream = |e: TokenError| {
+            UpstreamError::BadResponse(format!("no access_token for the ticket: {e}"))
+        };
+        let token = Box::pin(self.access_token(&slot.app.name))
+            .await
+            .map_err(to_upstream)?;
         match self.inner.upstream.ticket(&token.value, ticket).await {
             Err(UpstreamError::Api { errcode, .. })
-                if wxmp_proto::ApiErrcode::from_code(errcode).is_some_and(|c| c.is_stale_token()) =>
+                if wxmp_proto::ApiErrcode::from_code(errcode)
+                    .is_some_and(|c| c.is_stale_token()) =>
             {
                 let fresh = Box::pin(self.refresh_access_token(&slot.app.name, &token.value))
                     .await
                     .map_err(to_upstream)?;
-                self.inner.upstream.ticket(&fresh.issued.value, ticket).await
+                self.inner
+                    .upstream
+                    .ticket(&fresh.issued.value, ticket)
+                    .await
             }
             other => other,
         }
@@ -701,7 +758,9 @@ impl TokenCore {
                 Ok(_) => failures = 0,
                 Err(e) => {
                     let pause = match &e {
-                        TokenError::Upstream { transient: false, .. } => PERMANENT_COOLDOWN,
+                        TokenError::Upstream {
+                            transient: false, ..
+                        } => PERMANENT_COOLDOWN,
                         _ => Backoff {
                             base: Duration::from_millis(500),
                             cap: Duration::from_secs(5),

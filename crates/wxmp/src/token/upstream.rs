@@ -180,13 +180,21 @@ impl Upstream {
     /// `{base}/{path}` (path without a leading slash).
     pub fn url(&self, path: &str) -> Url {
         let mut url = self.base.clone();
-        let joined = format!("{}/{}", url.path().trim_end_matches('/'), path.trim_start_matches('/'));
+        let joined = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
         url.set_path(&joined);
         url
     }
 
     /// Fetches an access_token for `app`. `force_refresh` only matters for the stable API.
-    pub async fn access_token(&self, app: &AppConfig, force_refresh: bool) -> Result<Fetched, UpstreamError> {
+    pub async fn access_token(
+        &self,
+        app: &AppConfig,
+        force_refresh: bool,
+    ) -> Result<Fetched, UpstreamError> {
         let secret = app
             .secret
             .as_ref()
@@ -197,30 +205,46 @@ impl Upstream {
                 ("appid", app.appid.as_str()),
                 ("secret", secret.expose()),
             ]),
-            TokenApi::Stable => self.http.post(self.url("cgi-bin/stable_token")).json(&serde_json::json!({
-                "grant_type": "client_credential",
-                "appid": app.appid.as_str(),
-                "secret": secret.expose(),
-                "force_refresh": force_refresh,
-            })),
+            TokenApi::Stable => {
+                self.http
+                    .post(self.url("cgi-bin/stable_token"))
+                    .json(&serde_json::json!({
+                        "grant_type": "client_credential",
+                        "appid": app.appid.as_str(),
+                        "secret": secret.expose(),
+                        "force_refresh": force_refresh,
+                    }))
+            }
         };
         let answer = send(request).await?;
         match (answer.access_token, answer.expires_in) {
-            (Some(value), Some(expires_in)) if !value.is_empty() => Ok(Fetched { value, expires_in }),
-            _ => Err(UpstreamError::BadResponse("no access_token in the answer".to_owned())),
+            (Some(value), Some(expires_in)) if !value.is_empty() => {
+                Ok(Fetched { value, expires_in })
+            }
+            _ => Err(UpstreamError::BadResponse(
+                "no access_token in the answer".to_owned(),
+            )),
         }
     }
 
     /// Fetches a ticket with `access_token`.
-    pub async fn ticket(&self, access_token: &str, ticket: TicketType) -> Result<Fetched, UpstreamError> {
+    pub async fn ticket(
+        &self,
+        access_token: &str,
+        ticket: TicketType,
+    ) -> Result<Fetched, UpstreamError> {
         let request = self
             .http
             .get(self.url("cgi-bin/ticket/getticket"))
             .query(&[("access_token", access_token), ("type", ticket.as_str())]);
         let answer = send(request).await?;
         match (answer.ticket, answer.expires_in) {
-            (Some(value), Some(expires_in)) if !value.is_empty() => Ok(Fetched { value, expires_in }),
-            _ => Err(UpstreamError::BadResponse("no ticket in the answer".to_owned())),
+            (Some(value), Some(expires_in)) if !value.is_empty() => {
+                Ok(Fetched { value, expires_in })
+            }
+            _ => Err(UpstreamError::BadResponse(
+                "no ticket in the answer".to_owned(),
+            )),
         }
     }
 }
@@ -288,8 +312,14 @@ mod tests {
     fn joins_paths_under_the_base() {
         let http = reqwest::Client::new();
         let up = Upstream::new(http.clone(), Url::parse("http://127.0.0.1:9/").unwrap());
-        assert_eq!(up.url("cgi-bin/token").as_str(), "http://127.0.0.1:9/cgi-bin/token");
+        assert_eq!(
+            up.url("cgi-bin/token").as_str(),
+            "http://127.0.0.1:9/cgi-bin/token"
+        );
         let up = Upstream::new(http, Url::parse("http://h/prefix").unwrap());
-        assert_eq!(up.url("/cgi-bin/token").as_str(), "http://h/prefix/cgi-bin/token");
+        assert_eq!(
+            up.url("/cgi-bin/token").as_str(),
+            "http://h/prefix/cgi-bin/token"
+        );
     }
 }

@@ -25,7 +25,9 @@ pub const API_KEY: &str = "test-api-key-0123456789abcdef";
 /// An emulator with one app.
 pub async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Emulator::new(config.with_app(APPID, SECRET)).spawn(listener).await
+    Emulator::new(config.with_app(APPID, SECRET))
+        .spawn(listener)
+        .await
 }
 
 /// An app `demo` using the token API `api`.
@@ -118,9 +120,12 @@ pub fn redis_url() -> String {
 /// True when Redis answers. In CI a missing Redis fails the test instead of skipping it.
 pub async fn redis_available() -> bool {
     let ok = match redis::Client::open(redis_url()) {
-        Ok(client) => tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection())
-            .await
-            .is_ok_and(|c| c.is_ok()),
+        Ok(client) => tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .is_ok_and(|c| c.is_ok()),
         Err(_) => false,
     };
     if !ok {
@@ -129,7 +134,10 @@ pub async fn redis_available() -> bool {
             "Redis at {} is required in CI but unreachable",
             redis_url()
         );
-        eprintln!("note: Redis unreachable at {}; skipping this test locally", redis_url());
+        eprintln!(
+            "note: Redis unreachable at {}; skipping this test locally",
+            redis_url()
+        );
     }
     ok
 }
@@ -146,12 +154,14 @@ pub async fn redis_store(url: &str, prefix: &str) -> Store {
 
 /// Calls a token-checked emulator API with `token`; returns WeChat's errcode.
 pub async fn use_token(upstream: &str, token: &str) -> i64 {
-    let v: serde_json::Value = reqwest::get(format!("{upstream}/cgi-bin/user/info?access_token={token}&openid=o1"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = reqwest::get(format!(
+        "{upstream}/cgi-bin/user/info?access_token={token}&openid=o1"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     v["errcode"].as_i64().unwrap_or(-999)
 }
 
@@ -164,21 +174,40 @@ pub struct OwnRedis {
 impl OwnRedis {
     /// Starts one; `None` (or a panic in CI) when `redis-server` is not installed.
     pub fn start() -> Option<OwnRedis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn();
         let child = match child {
             Ok(c) => c,
             Err(e) => {
-                assert!(std::env::var_os("CI").is_none(), "redis-server is required in CI: {e}");
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "redis-server is required in CI: {e}"
+                );
                 return None;
             }
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(OwnRedis { child, port })
