@@ -135,8 +135,8 @@ mod tests {
     fn a_7200s_token_refreshes_5_minutes_early() {
         let c = Credential::new("t".into(), 0, 7200);
         assert_eq!(c.refresh_lead_ms(), 300_000);
-        assert!(!c.needs_refresh(7200_000 - 300_001, 0));
-        assert!(c.needs_refresh(7200_000 - 300_000, 0));
+        assert!(!c.needs_refresh(7_200_000 - 300_001, 0));
+        assert!(c.needs_refresh(7_200_000 - 300_000, 0));
         assert_eq!(c.usable_margin_ms(), 60_000);
     }
 

@@ -486,7 +486,7 @@ impl TokenCore {
         let _flight = slot.flight.lock().await;
         let held = slot.cached();
         if !want(held.as_ref()) {
-            return Ok(held.ok_or_else(|| internal("want accepted nothing"))?);
+            return held.ok_or_else(|| internal("want accepted nothing"));
         }
         let store = &self.inner.store;
         let held_usable = held.as_ref().is_some_and(|c| c.is_usable(now_ms()));
