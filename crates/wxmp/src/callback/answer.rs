@@ -1,0 +1,131 @@
+//! What to say to a push: keyword → forward webhook → default → `success`.
+//!
+//! One function walks the chain and stops at the first step that has a reply which renders;
+//! the order and its reasons are in the module docs of `callback`. A reply is rendered here,
+//! not later, so that one the webhook got wrong (nine news articles, a control character)
+//! falls through to the next step like any other webhook failure, instead of surfacing after
+//! the chain has been left. Nothing here knows about retries or deadlines: the caller runs
+//! this once per delivery, in its own task.
+
+use std::fmt;
+
+use wxmp_proto::event::Event;
+use wxmp_proto::{Message, MessageKind, Reply};
+
+use super::webhook::{self, WebhookAnswer};
+use super::Outcome;
+use crate::config::AppConfig;
+use crate::server::AppState;
+
+/// Which step of the chain answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// `auto_reply.keywords`.
+    Keyword,
+    /// `auto_reply.subscribe`.
+    Subscribe,
+    /// The forward webhook.
+    Webhook,
+    /// `auto_reply.default`.
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Keyword => "keyword",
+            Source::Subscribe => "subscribe",
+            Source::Webhook => "webhook",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// A reply to one push, rendered and ready to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The reply, for a 客服消息 if it comes too late to be passive.
+    pub reply: Reply,
+    /// A video's `thumb_media_id` (webhook replies only), for the 客服消息 form.
+    pub video_thumb_media_id: Option<String>,
+    /// The plaintext passive reply XML, addressed to the sender.
+    pub xml: String,
+    /// Who answered.
+    pub source: Source,
+}
+
+/// Walks the chain for `message`; `None` means `success`. `delivery` is the dedup key, sent
+/// to the webhook as `X-Wxmp-Delivery`.
+pub(crate) async fn answer(
+    state: &AppState,
+    app: &AppConfig,
+    message: &Message,
+    delivery: &str,
+) -> Option<Answer> {
+    let auto = &app.auto_reply;
+    if let MessageKind::Text { content, .. } = &message.kind {
+        if let Some(text) = auto.keywords.get(content.trim()) {
+            if let Some(answer) = rendered(app, message, Reply::text(text), None, Source::Keyword) {
+                return Some(answer);
+            }
+        }
+    }
+    if let (Some(Event::Subscribe { .. }), Some(text)) = (message.event(), &auto.subscribe) {
+        if let Some(answer) = rendered(app, message, Reply::text(text), None, Source::Subscribe) {
+            return Some(answer);
+        }
+    }
+    if let Some(url) = &app.forward {
+        let http = state.tokens.upstream().http();
+        match webhook::call(http, url, &app.name, message, delivery).await {
+            Ok(Some(WebhookAnswer {
+                reply,
+                video_thumb_media_id,
+            })) => {
+                if let Some(answer) =
+                    rendered(app, message, reply, video_thumb_media_id, Source::Webhook)
+                {
+                    return Some(answer);
+                }
+                state
+                    .metrics
+                    .callback(&app.name, Outcome::WebhookFailed.as_str());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(app = %app.name, delivery, error = %e, "webhook failed; falling through to the default reply");
+                state
+                    .metrics
+                    .callback(&app.name, Outcome::WebhookFailed.as_str());
+            }
+        }
+    }
+    if message.event().is_none() {
+        if let Some(text) = &auto.default {
+            return rendered(app, message, Reply::text(text), None, Source::Default);
+        }
+    }
+    None
+}
+
+/// Renders `reply` to `message`'s sender; `None` (logged) when it cannot be rendered.
+fn rendered(
+    app: &AppConfig,
+    message: &Message,
+    reply: Reply,
+    video_thumb_media_id: Option<String>,
+    source: Source,
+) -> Option<Answer> {
+    match reply.render_for(message, super::verify::unix_seconds()) {
+        Ok(xml) => Some(Answer {
+            reply,
+            video_thumb_media_id,
+            xml,
+            source,
+        }),
+        Err(e) => {
+            tracing::warn!(app = %app.name, %source, error = %e, "reply cannot be rendered; skipping it");
+            None
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! WeChat's retry contract: each push handled once, its reply delivered once, on time.
+//!
+//! WeChat waits 5 seconds for an answer, then hangs up and sends the same push again (up to
+//! three times; retries of one push share a [`wxmp_proto::DedupKey`]). wxmp promises three
+//! things about that, across every instance sharing one store:
+//!
+//! 1. **A push is handled once.** The first request to arrive claims the delivery with
+//!    `set_nx("delivery:{app}:{key}", pending)`; only the claimer runs the answer chain (and
+//!    so calls the webhook). The claim and the handling run in a spawned task, never in the
+//!    request future: hyper drops that future when WeChat hangs up at 5 s, and the handling
+//!    must outlive it.
+//! 2. **Every request is answered by the deadline.** Each request waits for the handling's
+//!    result (in-process through a `watch` channel when this instance handles it, otherwise
+//!    through store notifications plus a slow poll) until `reply_deadline_ms` after the
+//!    push's *first* arrival (stored in the claim), then answers `success`. The result —
+//!    the plaintext reply XML or "no reply" — replaces the claim for a few minutes, so a retry
+//!    that comes after the handling finished gets it too; each request encrypts it with its
+//!    own timestamp and nonce. A deadline above 5 s therefore means: the first request is
+//!    dropped by WeChat, and a retry receives the reply.
+//! 3. **The reply reaches the user once.** Whoever delivers the reply first claims
+//!    `set_nx("delivery:{app}:{key}:sent")`: a waiting request before it answers with the
+//!    reply, or the handling task, which, shortly after the deadline and only if no request
+//!    took it, sends the reply as a 客服消息. Exactly one claim succeeds, so the user gets the
+//!    reply passively or by 客服消息, never both. A request that has been open for 4.7 s
+//!    no longer claims (WeChat is about to hang up on it); it keeps waiting so that WeChat's
+//!    retry, not a `success` from it, carries the reply.
+//!
+//! Limits, all documented trade-offs rather than bugs:
+//! - If the instance handling a push dies, the claim stays for a minute: retries in that
+//!   minute get `success`, and the push is not handled (WeChat's own retries would have been
+//!   lost with it too). Graceful shutdown does not wait for handling tasks.
+//! - Deadlines of requests on other instances are computed from the first arrival's
+//!   wall-clock time, so clock skew between instances shifts them (bounded by each request's
+//!   own arrival plus the deadline). Skew never breaks "once": only the `:sent` claim decides.
+//! - A request whose claim succeeds can still lose its connection before the reply is
+//!   written; the reply is then lost (at most once, never twice).
+//! - Store failures degrade to per-instance dedup: a claim that cannot reach the store is
+//!   taken locally and logged, and the in-process registry keeps this instance's requests
+//!   consistent. Two instances cut off from the store at the same time may both handle a
+//!   push.
+//! - Keys follow WeChat's dedup rule, so two different events from one user in the same
+//!   second share a key and the second is treated as a retry (see `Message::dedup_key`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
+use tokio::time::{sleep, sleep_until, Instant};
+use wxmp_proto::Message;
+
+use super::answer::{self, Answer};
+use super::{custom_send, Outcome};
+use crate::config::AppConfig;
+use crate::server::AppState;
+use crate::store::Store;
+
+/// How long a claim lives without a result: longer than the webhook may take.
+const CLAIM_TTL: Duration = Duration::from_secs(60);
+/// How long a result (and the `:sent` claim) is kept for retries: WeChat retries within
+/// about 15 s, so minutes are plenty.
+const RESULT_TTL: Duration = Duration::from_secs(300);
+/// How often a request waiting on another instance re-reads the store, in case a
+/// notification was lost.
+const POLL: Duration = Duration::from_millis(500);
+/// How long after the deadline the handling task waits before it takes the reply for a
+/// 客服消息, so that a request seeing the result just before its deadline wins the race.
+const HANDOVER_MARGIN: Duration = Duration::from_millis(200);
+/// How long a request may claim the reply: WeChat hangs up at 5 s.
+const PASSIVE_WINDOW: Duration = Duration::from_millis(4700);
+
+/// What one request answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answered {
+    /// The plaintext reply XML; `None` for `success`.
+    pub reply: Option<String>,
+    /// How it ended, for the metrics.
+    pub outcome: Outcome,
+}
+
+impl Answered {
+    fn success(outcome: Outcome) -> Self {
+        Answered {
+            reply: None,
+            outcome,
+        }
+    }
+}
+
+/// The store record of a delivery: a claim while `done` is false, then the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    /// Unix milliseconds of the first arrival; deadlines count from it.
+    t0: u64,
+    /// True once the handling finished.
+    #[serde(default)]
+    done: bool,
+    /// The plaintext reply XML, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply: Option<String>,
+}
+
+impl Record {
+    fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn decode(raw: &str) -> Option<Record> {
+        serde_json::from_str(raw).ok()
+    }
+}
+
+/// A delivery this instance is handling, shared by its waiting requests.
+struct Local {
+    /// When the first request arrived.
+    t0: u64,
+    /// When the answer is due.
+    due: Instant,
+    /// The result once known: `Some(None)` means "no reply".
+    result: watch::Sender<Option<Option<Arc<str>>>>,
+    /// Set by whoever takes the reply (a request, or the handling task for a 客服消息).
+    delivered: AtomicBool,
+    /// Wakes the handling task when a request took the reply.
+    taken: Notify,
+}
+
+/// A new push, moved into the task that claims and handles it.
+struct Push {
+    state: AppState,
+    app: Arc<AppConfig>,
+    message: Message,
+    /// The store key, `delivery:{app}:{delivery}`.
+    key: String,
+    /// The dedup key's text.
+    delivery: String,
+    /// When the first request's answer is due.
+    due: Instant,
+}
+
+/// Where a request learns the result.
+enum Waiting {
+    /// From this instance's handling task.
+    Local(Arc<Local>),
+    /// From the store: another instance (or a request that raced this one) handles it.
+    Store,
+}
+
+/// The deliveries this instance is handling, by store key. One per router.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    /// A std `Mutex`: held only for map lookups, never across an `.await`.
+    local: Mutex<HashMap<String, Arc<Local>>>,
+}
+
+impl Deliveries {
+    /// Answers one request for `message`: handles the push if it is new, waits for its
+    /// result, and takes the reply if it is this request's to deliver.
+    pub(crate) async fn deliver(
+        self: &Arc<Self>,
+        state: &AppState,
+        app: &Arc<AppConfig>,
+        message: Message,
+    ) -> Answered {
+        let delivery = message.dedup_key().to_string();
+        let key = format!("delivery:{}:{delivery}", app.name);
+        let arrival = Instant::now();
+        let deadline = Duration::from_millis(app.reply_deadline_ms);
+        let waiting = match self.find(&key) {
+            Some(local) => Waiting::Local(local),
+            None => {
+                // Claimed and handled in a task of its own: if WeChat hangs up while the
+                // claim is in flight, the push is still handled.
+                let (tx, rx) = oneshot::channel();
+                let push = Push {
+                    state: state.clone(),
+                    app: app.clone(),
+                    message,
+                    key: key.clone(),
+                    delivery: delivery.clone(),
+                    due: arrival + deadline,
+                };
+                tokio::spawn(self.clone().claim_and_handle(push, tx));
+                rx.await.unwrap_or(Waiting::Store)
+            }
+        };
+        let store = state.tokens.store();
+        let answered = match waiting {
+            Waiting::Local(local) => self.wait_local(store, &key, &local, arrival).await,
+            Waiting::Store => self.wait_store(store, &key, arrival, deadline).await,
+        };
+        tracing::debug!(app = %app.name, delivery, outcome = answered.outcome.as_str(), "callback answered");
+        answered
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Local>>> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn find(&self, key: &str) -> Option<Arc<Local>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Claims the delivery in the store and, when this instance wins, tells the request and
+    /// goes on to handle it.
+    async fn claim_and_handle(self: Arc<Self>, push: Push, tx: oneshot::Sender<Waiting>) {
+        let Push {
+            state,
+            app,
+            message,
+            key,
+            delivery,
+            due,
+        } = push;
+        let t0 = unix_ms();
+        let claim = Record {
+            t0,
+            done: false,
+            reply: None,
+        };
+        let claimed = match state
+            .tokens
+            .store()
+            .set_nx(&key, &claim.encode(), CLAIM_TTL)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(app = %app.name, error = %e, "store unavailable: this push is deduplicated within this instance only");
+                true
+            }
+        };
+        if !claimed {
+            let _ = tx.send(Waiting::Store);
+            return;
+        }
+        let local = {
+            let mut map = self.lock();
+            if let Some(existing) = map.get(&key) {
+                // Only after a store failure: another local request claimed it locally.
+                let _ = tx.send(Waiting::Local(existing.clone()));
+                return;
+            }
+            let local = Arc::new(Local {
+                t0,
+                due,
+                result: watch::channel(None).0,
+                delivered: AtomicBool::new(false),
+                taken: Notify::new(),
+            });
+            map.insert(key.clone(), local.clone());
+            local
+        };
+        let _ = tx.send(Waiting::Local(local.clone()));
+        self.handle(&state, &app, &message, &key, &delivery, &local)
+            .await;
+        let mut map = self.lock();
+        if map.get(&key).is_some_and(|l| Arc::ptr_eq(l, &local)) {
+            map.remove(&key);
+        }
+    }
+
+    /// Runs the answer chain, publishes the result, and sends the reply as a 客服消息 if no
+    /// request took it by the deadline.
+    async fn handle(
+        &self,
+        state: &AppState,
+        app: &AppConfig,
+        message: &Message,
+        key: &str,
+        delivery: &str,
+        local: &Local,
+    ) {
+        let started = Instant::now();
+        let answer = answer::answer(state, app, message, delivery).await;
+        let handled_ms = started.elapsed().as_millis();
+        let xml: Option<Arc<str>> = answer.as_ref().map(|a| Arc::from(a.xml.as_str()));
+        local.result.send_replace(Some(xml.clone()));
+        let store = state.tokens.store();
+        let result = Record {
+            t0: local.t0,
+            done: true,
+            reply: xml.as_deref().map(str::to_owned),
+        };
+        if let Err(e) = store.set(key, &result.encode(), Some(RESULT_TTL)).await {
+            tracing::warn!(app = %app.name, delivery, error = %e, "cannot store the result: retries reaching other instances will not see it");
+        }
+        let msg_type = message.msg_type();
+        let event = message.event().map(|e| e.name().to_owned());
+        let Some(answer) = answer else {
+            tracing::info!(app = %app.name, delivery, msg_type, event, handled_ms, "push handled: no reply");
+            return;
+        };
+        let source = answer.source;
+        tokio::select! {
+            () = local.taken.notified() => {}
+            () = sleep_until(local.due + HANDOVER_MARGIN) => {}
+        }
+        if !self.claim(store, key, "customer_service").await {
+            tracing::info!(app = %app.name, delivery, msg_type, event, %source, handled_ms, "push handled: reply delivered passively");
+            return;
+        }
+        self.send_late(state, app, message, delivery, &answer, handled_ms)
+            .await;
+    }
+
+    /// Sends a reply no request took as a 客服消息, and logs and counts the result.
+    async fn send_late(
+        &self,
+        state: &AppState,
+        app: &AppConfig,
+        message: &Message,
+        delivery: &str,
+        answer: &Answer,
+        handled_ms: u128,
+    ) {
+        let source = answer.source;
+        let msg_type = message.msg_type();
+        match custom_send::send(state, &app.name, &message.from_user_name, answer).await {
+            Ok(()) => {
+                state
+                    .metrics
+                    .callback(&app.name, Outcome::LateReplySent.as_str());
+                tracing::info!(app = %app.name, delivery, msg_type, %source, handled_ms, "push handled: reply missed the passive window and was sent as a customer-service message");
+            }
+            Err(e) => {
+                state
+                    .metrics
+                    .callback(&app.name, Outcome::LateReplyFailed.as_str());
+                tracing::warn!(app = %app.name, delivery, msg_type, %source, handled_ms, error = %e, "push handled: reply missed the passive window and could not be sent as a customer-service message");
+            }
+        }
+    }
+
+    /// Waits for this instance's handling of the push.
+    async fn wait_local(
+        &self,
+        store: &Store,
+        key: &str,
+        local: &Local,
+        arrival: Instant,
+    ) -> Answered {
+        let mut result = local.result.subscribe();
+        loop {
+            let current = result.borrow_and_update().clone();
+            if let Some(reply) = current {
+                return self.take(store, key, reply, arrival, local.due).await;
+            }
+            tokio::select! {
+                changed = result.changed() => {
+                    if changed.is_err() {
+                        // The handling task ended without a result; nothing will come.
+                        sleep_until(local.due).await;
+                        return Answered::success(Outcome::Deadline);
+                    }
+                }
+                () = sleep_until(local.due) => return Answered::success(Outcome::Deadline),
+            }
+        }
+    }
+
+    /// Waits for another instance's (or another request's) handling, through the store.
+    async fn wait_store(
+        &self,
+        store: &Store,
+        key: &str,
+        arrival: Instant,
+        deadline: Duration,
+    ) -> Answered {
+        // Subscribed before the first read, so no change falls between the two.
+        let mut changes = store.subscribe();
+        let mut due = arrival + deadline;
+        loop {
+            match store.get(key).await {
+                Ok(Some(raw)) => {
+                    if let Some(record) = Record::decode(&raw) {
+                        due = due_at(record.t0, arrival, deadline);
+                        if record.done {
+                            let reply = record.reply.map(Arc::from);
+                            return self.take(store, key, reply, arrival, due).await;
+                        }
+                    }
+                }
+                // Gone: the claim expired (its handler died) or raced this read; nothing
+                // will come, and the request is answered at its own deadline.
+                Ok(None) => {}
+                Err(e) => tracing::debug!(key, error = %e, "store read failed while waiting"),
+            }
+            if Instant::now() >= due {
+                return Answered::success(Outcome::Deadline);
+            }
+            let changed = async {
+                loop {
+                    match changes.recv().await {
+                        Ok(changed) if changed == key => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = changed => {}
+                () = sleep(POLL) => {}
+                () = sleep_until(due) => {}
+            }
+        }
+    }
+
+    /// A request has the result: answers `success` for no reply, or takes the reply if it
+    /// is still this request's to deliver.
+    async fn take(
+        &self,
+        store: &Store,
+        key: &str,
+        reply: Option<Arc<str>>,
+        arrival: Instant,
+        due: Instant,
+    ) -> Answered {
+        let Some(xml) = reply else {
+            return Answered::success(Outcome::NoReply);
+        };
+        let now = Instant::now();
+        if now >= due {
+            return Answered::success(Outcome::Deadline);
+        }
+        if now >= arrival + PASSIVE_WINDOW {
+            // WeChat is hanging up on this request; its retry will take the reply.
+            sleep_until(due).await;
+            return Answered::success(Outcome::Deadline);
+        }
+        if self.claim(store, key, "passive").await {
+            Answered {
+                reply: Some(xml.to_string()),
+                outcome: Outcome::Replied,
+            }
+        } else {
+            Answered::success(Outcome::Duplicate)
+        }
+    }
+
+    /// Claims the right to deliver the reply; true for exactly one caller per delivery
+    /// (per instance when the store is unreachable).
+    async fn claim(&self, store: &Store, key: &str, by: &str) -> bool {
+        let local = self.find(key);
+        if let Some(local) = &local {
+            if local.delivered.swap(true, Ordering::AcqRel) {
+                return false;
+            }
+            local.taken.notify_one();
+        }
+        match store.set_nx(&format!("{key}:sent"), by, RESULT_TTL).await {
+            Ok(won) => won,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "store unavailable while claiming a reply; deciding within this instance");
+                local.is_some()
+            }
+        }
+    }
+}
+
+/// When a request's answer is due: `deadline` after the first arrival `t0` (Unix ms, maybe
+/// another instance's clock), never later than `deadline` after this request's own arrival.
+fn due_at(t0: u64, arrival: Instant, deadline: Duration) -> Instant {
+    let now = Instant::now();
+    let now_ms = unix_ms();
+    let due_ms = t0.saturating_add(u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX));
+    let due = if due_ms >= now_ms {
+        now + Duration::from_millis(due_ms - now_ms)
+    } else {
+        now.checked_sub(Duration::from_millis(now_ms - due_ms))
+            .unwrap_or(now)
+    };
+    due.min(arrival + deadline)
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_garbage_is_none() {
+        let claim = Record {
+            t0: 1,
+            done: false,
+            reply: None,
+        };
+        assert_eq!(claim.encode(), r#"{"t0":1,"done":false}"#);
+        assert_eq!(Record::decode(&claim.encode()), Some(claim));
+        let result = Record {
+            t0: 2,
+            done: true,
+            reply: Some("<xml/>".into()),
+        };
+        assert_eq!(Record::decode(&result.encode()), Some(result));
+        assert_eq!(Record::decode("pending"), None);
+    }
+
+    #[tokio::test]
+    async fn due_is_bounded_by_the_requests_own_deadline() {
+        let arrival = Instant::now();
+        let deadline = Duration::from_millis(1000);
+        let now = unix_ms();
+        // A first arrival 400 ms ago leaves 600 ms.
+        let due = due_at(now - 400, arrival, deadline);
+        assert!(due <= arrival + Duration::from_millis(610));
+        assert!(due >= arrival + Duration::from_millis(550));
+        // A t0 from a clock far in the future is capped.
+        assert_eq!(
+            due_at(now + 3_600_000, arrival, deadline),
+            arrival + deadline
+        );
+        // A t0 long past is due now.
+        assert!(due_at(0, arrival, deadline) <= Instant::now());
+    }
+}

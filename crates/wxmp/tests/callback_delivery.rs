@@ -1,0 +1,261 @@
+//! End-to-end tests of WeChat's retry contract, over real HTTP: a push reaches the webhook
+//! once however often (and wherever) it is delivered, its reply reaches the user once —
+//! passively to a waiting request or as a 客服消息 after the deadline, never both.
+
+#[path = "callback_util/mod.rs"]
+mod util;
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+use util::*;
+use wxmp::config::{Mode, Secret};
+use wxmp::store::{RedisStore, Store};
+
+/// The answers' bodies, with `success` counted apart.
+fn replies(answers: &[Answer]) -> (Vec<String>, usize) {
+    let mut replies = Vec::new();
+    let mut successes = 0;
+    for answer in answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        if answer.body == "success" {
+            successes += 1;
+        } else {
+            replies.push(answer.body.clone());
+        }
+    }
+    (replies, successes)
+}
+
+#[tokio::test]
+async fn three_deliveries_of_one_message_reach_the_webhook_once() {
+    let hook = text_hook(Duration::from_millis(200), "handled").await;
+    let mut a = app("dedup", Mode::Plain);
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 3000;
+    let running = start(config(NO_UPSTREAM, vec![a]), Store::memory()).await;
+    let wechat = Wechat::new(&running, "dedup");
+
+    // Three deliveries in flight at once (each with its own timestamp and nonce).
+    let message = text_msg("hello", msg_id());
+    let answers = futures::future::join_all((0..3).map(|_| wechat.push_plain(&message))).await;
+    let (bodies, successes) = replies(&answers);
+    assert_eq!(bodies.len(), 1, "exactly one request carries the reply");
+    assert_eq!(text_of(&bodies[0]), "handled");
+    assert_eq!(successes, 2);
+    // A retry after the handling finished: `success`, and still no second webhook call.
+    let late = wechat.push_plain(&message).await;
+    assert_eq!(late.body, "success");
+    assert_eq!(hook.calls().len(), 1);
+
+    // Events deduplicate by sender and CreateTime.
+    let event = event_msg("CLICK", 1_700_000_000);
+    for _ in 0..3 {
+        wechat.push_plain(&event).await;
+    }
+    assert_eq!(hook.calls().len(), 2);
+    assert_eq!(
+        hook.calls()[1].delivery.as_deref(),
+        Some("event:oUser:1700000000")
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_slower_than_the_deadline_replies_by_customer_service() {
+    let emulator = emulator().await;
+    let hook = hook(Duration::from_millis(1200), |json| {
+        let reply = format!("late answer to {}", json["Content"].as_str().unwrap_or("?"));
+        (200, json!({"type":"text","content":reply}).to_string())
+    })
+    .await;
+    let mut a = app("slow", Mode::Safe);
+    a.secret = Some(Secret::new(SECRET));
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 300;
+    let running = start(config(&emulator.base_url(), vec![a]), Store::memory()).await;
+    let wechat = Wechat::new(&running, "slow");
+
+    // Let the 中控 hold a token, then make it stale: the late send must refresh and retry.
+    let tokens = running.server.state.tokens.clone();
+    tokens.access_token("slow").await.unwrap();
+    emulator.emulator().expire_all_tokens(APPID);
+
+    let started = Instant::now();
+    let answer = wechat.push_aes(&text_msg("question", msg_id())).await;
+    let answered_in = started.elapsed();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
+    assert!(answered_in >= Duration::from_millis(290), "{answered_in:?}");
+    assert!(answered_in < Duration::from_millis(1000), "{answered_in:?}");
+
+    let emu = emulator.emulator().clone();
+    assert!(
+        eventually(Duration::from_secs(5), || !emu
+            .custom_messages(APPID)
+            .is_empty())
+        .await,
+        "no customer-service message"
+    );
+    assert_eq!(
+        emu.custom_messages(APPID),
+        vec![
+            json!({"touser":"oUser","msgtype":"text","text":{"content":"late answer to question"}})
+        ]
+    );
+    let stats = emu.stats(APPID);
+    assert_eq!(stats.custom_send_calls.ok, 1);
+    assert_eq!(hook.calls().len(), 1);
+
+    // A retry after all that gets `success`, and nothing is sent twice.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(emu.custom_messages(APPID).len(), 1);
+}
+
+#[tokio::test]
+async fn a_push_is_handled_even_when_wechat_hangs_up_at_once() {
+    let emulator = emulator().await;
+    let hook = text_hook(Duration::from_millis(300), "still answered").await;
+    let mut a = app("hangup", Mode::Plain);
+    a.secret = Some(Secret::new(SECRET));
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 200;
+    let running = start(config(&emulator.base_url(), vec![a]), Store::memory()).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(30))
+        .build()
+        .unwrap();
+    let wechat = Wechat::new(&running, "hangup").with_http(impatient);
+
+    let result = wechat.try_push_plain(&text_msg("hi", msg_id())).await;
+    assert!(result.is_err_and(|e| e.is_timeout()));
+    let emu = emulator.emulator().clone();
+    assert!(
+        eventually(Duration::from_secs(5), || emu.custom_messages(APPID).len()
+            == 1)
+        .await,
+        "the push was dropped with its request"
+    );
+    assert_eq!(
+        emu.custom_messages(APPID)[0]["text"]["content"],
+        "still answered"
+    );
+    assert_eq!(hook.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_webhook_slower_than_5s_is_answered_on_the_retry() {
+    let emulator = emulator().await;
+    let hook = text_hook(Duration::from_secs(6), "worth the wait").await;
+    let mut a = app("patient", Mode::Safe);
+    a.secret = Some(Secret::new(SECRET));
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 8000;
+    let running = start(config(&emulator.base_url(), vec![a]), Store::memory()).await;
+    // WeChat: 5 seconds per attempt, then the same push again.
+    let like_wechat = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let wechat = Wechat::new(&running, "patient").with_http(like_wechat);
+
+    let started = Instant::now();
+    let message = text_msg("slow question", msg_id());
+    let first = wechat.try_push_aes(&message).await;
+    assert!(
+        first.is_err_and(|e| e.is_timeout()),
+        "the first attempt must hang"
+    );
+    let retry = wechat.try_push_aes(&message).await.unwrap();
+    let answered_at = started.elapsed();
+    assert_eq!(retry.status, 200);
+    // Encrypted for the retry itself: its own nonce, checked by `open_encrypted`.
+    assert_eq!(text_of(&open_encrypted(&retry)), "worth the wait");
+    assert!(answered_at >= Duration::from_secs(6), "{answered_at:?}");
+    assert!(answered_at < Duration::from_millis(7500), "{answered_at:?}");
+    assert_eq!(hook.calls().len(), 1);
+    // hyper dropped the first request when the client hung up; the handling went on.
+    let metrics = http()
+        .get(running.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["abandoned", "replied"] {
+        let line =
+            format!("wxmp_callback_requests_total{{app=\"patient\",outcome=\"{outcome}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+
+    // Past the deadline and its hand-over margin: no 客服消息, the reply went passively.
+    tokio::time::sleep_until(started + Duration::from_millis(8600)).await;
+    assert!(emulator.emulator().custom_messages(APPID).is_empty());
+    assert_eq!(
+        emulator.emulator().stats(APPID).custom_send_calls.attempts,
+        0
+    );
+}
+
+/// Two stores on one Redis under a fresh prefix, like two processes; `None` (a skip) only
+/// outside CI when Redis is unreachable.
+async fn redis_pair() -> Option<(Store, Store)> {
+    let url =
+        std::env::var("WXMP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("wxmp-callback-test:{:016x}:", rand::random::<u64>());
+    match RedisStore::connect(&url, &prefix).await {
+        Ok(a) => {
+            let b = RedisStore::connect(&url, &prefix).await.unwrap();
+            Some((Store::Redis(a), Store::Redis(b)))
+        }
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "Redis at {url} is required in CI: {e}"
+            );
+            eprintln!("note: Redis unreachable at {url} ({e}); skipping locally");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_instances_sharing_redis_call_the_webhook_once() {
+    let Some((store_a, store_b)) = redis_pair().await else {
+        return;
+    };
+    let hook = text_hook(Duration::from_millis(300), "once").await;
+    let mut a = app("shared", Mode::Safe);
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 3000;
+    let cfg = config(NO_UPSTREAM, vec![a]);
+    let first = start(cfg.clone(), store_a).await;
+    let second = start(cfg, store_b).await;
+    let to_a = Wechat::new(&first, "shared");
+    let to_b = Wechat::new(&second, "shared");
+
+    let message = text_msg("across instances", msg_id());
+    let (on_a, on_b) = tokio::join!(to_a.push_aes(&message), async {
+        // WeChat's retries land wherever the load balancer sends them.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        futures::future::join(to_b.push_aes(&message), to_b.push_aes(&message)).await
+    });
+    let answers = [on_a, on_b.0, on_b.1];
+    let (bodies, successes) = replies(&answers);
+    assert_eq!((bodies.len(), successes), (1, 2), "{answers:?}");
+    let carrier = answers.iter().find(|a| a.body != "success").unwrap();
+    assert_eq!(text_of(&open_encrypted(carrier)), "once");
+    assert_eq!(hook.calls().len(), 1);
+
+    // Later retries on either instance find the result in Redis.
+    assert_eq!(to_b.push_aes(&message).await.body, "success");
+    assert_eq!(to_a.push_aes(&message).await.body, "success");
+    assert_eq!(hook.calls().len(), 1);
+
+    // A push first seen by the second instance is handled there, once.
+    let other = text_msg("the other way", msg_id());
+    let (x, y) = tokio::join!(to_b.push_aes(&other), to_a.push_aes(&other));
+    let (bodies, _) = replies(&[x, y]);
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(hook.calls().len(), 2);
+}

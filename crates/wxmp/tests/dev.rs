@@ -1,0 +1,137 @@
+//! `wxmp serve --dev`, as the README tells a newcomer to run it: the test starts the real
+//! binary, reads what it prints, and runs the printed `wxmp send` line and API calls verbatim.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Reads the banner up to its last line.
+fn read_banner(child: &mut Child) -> Vec<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let done = line.contains("Ctrl-C to stop");
+            if tx.send(line).is_err() || done {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let done = line.contains("Ctrl-C to stop");
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("serve --dev printed no complete banner: {lines:#?}");
+}
+
+#[test]
+fn serve_dev_prints_a_send_line_that_works_as_printed() {
+    let bin = env!("CARGO_BIN_EXE_wxmp");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(bin)
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let banner = read_banner(&mut child);
+    let _server = Killed(child);
+
+    let send_line = banner
+        .iter()
+        .find(|l| l.contains(" send --url "))
+        .unwrap_or_else(|| panic!("no send line in {banner:#?}"));
+    // The line is `cargo run --release -- send …`; run the same arguments on the built binary.
+    let args: Vec<&str> = send_line
+        .split_once("-- send ")
+        .map(|(_, rest)| rest)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let out = Command::new(bin)
+        .arg("send")
+        .args(&args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pong"), "{stdout}");
+
+    // The printed token curl line, with the printed key.
+    let key = banner
+        .iter()
+        .find_map(|l| {
+            l.split_once("Business API key:")
+                .map(|(_, k)| k.trim().to_owned())
+        })
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let token: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{port}/v1/apps/demo/access_token"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            token["access_token"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
+            "{token}"
+        );
+        let config: serde_json::Value = client
+            .post(format!("http://127.0.0.1:{port}/v1/apps/demo/jssdk/config"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"url": "https://example.com/page"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            config["signature"].as_str().map(str::len),
+            Some(40),
+            "{config}"
+        );
+    });
+    assert!(
+        dir.path().join("wxmp-data").is_dir(),
+        "SQLite under ./wxmp-data/"
+    );
+}
