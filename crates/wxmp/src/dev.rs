@@ -3,7 +3,8 @@
 //! It starts the emulator in-process on a free loopback port, configures one app `demo` in
 //! safe mode pointed at it, keeps tokens in SQLite under `./wxmp-data/`, and prints what a
 //! newcomer needs: the callback URL, the API key, a `wxmp send` line that works as printed and
-//! curl lines for the token and JS-SDK endpoints. The dev credentials are fixed and public
+//! curl lines for the token and JS-SDK endpoints. Each run starts from an empty dev database,
+//! because each run's emulator is new and knows no earlier token. The dev credentials are fixed and public
 //! (they are the official sample's Token and EncodingAESKey), which is fine for a server that
 //! only listens on loopback and talks to an emulator.
 
@@ -91,10 +92,26 @@ pub async fn serve_dev(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     })?;
     let bound = listener.local_addr()?;
     let config = dev_config(bound, Url::parse(&emulator.base_url())?)?;
+    forget_previous_run()?;
     let built = server::Server::build(config).await?;
     print!("{}", banner(bound, &emulator.base_url()));
     server::run(listener, built.router(), shutdown::signal()).await?;
     emulator.shutdown().await;
+    Ok(())
+}
+
+/// Removes the previous dev run's SQLite file. Each run starts a new emulator, which knows
+/// none of the tokens an earlier run stored; serving those would hand out tokens the
+/// emulator answers with 40001.
+fn forget_previous_run() -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let path = format!("{DEV_DB}{suffix}");
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot reset the dev database {path}: {e}"),
+        }
+    }
     Ok(())
 }
 

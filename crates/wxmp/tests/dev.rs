@@ -51,10 +51,16 @@ fn read_banner(child: &mut Child) -> Vec<String> {
 fn serve_dev_prints_a_send_line_that_works_as_printed() {
     let bin = env!("CARGO_BIN_EXE_wxmp");
     let dir = tempfile::tempdir().unwrap();
+    run_dev_once(bin, dir.path());
+    // A second run in the same folder: its new emulator must accept the token it serves.
+    run_dev_once(bin, dir.path());
+}
+
+fn run_dev_once(bin: &str, dir: &std::path::Path) {
     let port = free_port();
     let mut child = Command::new(bin)
         .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -76,7 +82,7 @@ fn serve_dev_prints_a_send_line_that_works_as_printed() {
     let out = Command::new(bin)
         .arg("send")
         .args(&args)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -114,6 +120,30 @@ fn serve_dev_prints_a_send_line_that_works_as_printed() {
                 .is_some_and(|t| !t.is_empty()),
             "{token}"
         );
+        // The served token works upstream as it is: this run's emulator accepts it.
+        let emulator = banner
+            .iter()
+            .find_map(|l| {
+                l.split_once("emulated WeChat at ")
+                    .and_then(|(_, rest)| rest.split(';').next())
+            })
+            .unwrap()
+            .to_owned();
+        let access_token = token["access_token"].as_str().unwrap();
+        let user: serde_json::Value = client
+            .get(format!(
+                "{emulator}/cgi-bin/user/info?openid=o1&access_token={access_token}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            user["errcode"], 0,
+            "the served token is dead upstream: {user}"
+        );
         let config: serde_json::Value = client
             .post(format!("http://127.0.0.1:{port}/v1/apps/demo/jssdk/config"))
             .bearer_auth(&key)
@@ -130,8 +160,5 @@ fn serve_dev_prints_a_send_line_that_works_as_printed() {
             "{config}"
         );
     });
-    assert!(
-        dir.path().join("wxmp-data").is_dir(),
-        "SQLite under ./wxmp-data/"
-    );
+    assert!(dir.join("wxmp-data").is_dir(), "SQLite under ./wxmp-data/");
 }
