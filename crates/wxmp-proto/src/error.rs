@@ -172,6 +172,11 @@ impl ApiErrcode {
         )
     }
 
+    /// [`ApiErrcode::is_stale_token`] for a raw `errcode`, as found in a JSON answer.
+    pub fn is_stale_token_code(errcode: i64) -> bool {
+        Self::from_code(errcode).is_some_and(Self::is_stale_token)
+    }
+
     /// True when retrying the same call later may succeed without anyone changing anything
     /// (only `-1`, system busy). Everything else needs a human or a new day.
     pub fn is_transient(self) -> bool {
@@ -209,6 +214,9 @@ mod tests {
         assert!(ApiErrcode::from_code(42001).unwrap().is_stale_token());
         assert!(ApiErrcode::from_code(40014).unwrap().is_stale_token());
         assert!(!ApiErrcode::from_code(45009).unwrap().is_stale_token());
+        assert!(ApiErrcode::is_stale_token_code(40001));
+        assert!(!ApiErrcode::is_stale_token_code(0));
+        assert!(!ApiErrcode::is_stale_token_code(45015));
         assert!(ApiErrcode::from_code(-1).unwrap().is_transient());
         assert!(!ApiErrcode::from_code(40164).unwrap().is_transient());
         assert_eq!(ApiErrcode::from_code(12345), Some(ApiErrcode::Other(12345)));

@@ -30,9 +30,7 @@ impl Answer {
             errcode: i64,
         }
         serde_json::from_slice::<Errcode>(&self.body)
-            .ok()
-            .and_then(|e| ApiErrcode::from_code(e.errcode))
-            .is_some_and(ApiErrcode::is_stale_token)
+            .is_ok_and(|e| ApiErrcode::is_stale_token_code(e.errcode))
     }
 }
 
@@ -45,7 +43,6 @@ pub(crate) async fn proxy(
     body: Bytes,
 ) -> Result<Response, AppError> {
     super::known_app(&state, &app)?;
-    let token = state.tokens.access_token(&app).await?;
     let send = |access_token: String| {
         forward(
             &state,
@@ -57,20 +54,12 @@ pub(crate) async fn proxy(
             access_token,
         )
     };
-    let mut answer = send(token.value.clone()).await?;
-    if answer.stale_token() {
-        let fresh = state
-            .tokens
-            .refresh_access_token(&app, &token.value)
-            .await?;
-        tracing::info!(
-            app,
-            path,
-            refreshed = fresh.refreshed,
-            "proxied call saw a stale token; retrying once"
-        );
-        answer = send(fresh.issued.value).await?;
-    }
+    let answer = state
+        .tokens
+        .with_access_token(&app, send, |sent: &Result<Answer, AppError>| {
+            sent.as_ref().is_ok_and(Answer::stale_token)
+        })
+        .await??;
     state.metrics.api(&app, "proxy");
     let mut response = (answer.status, answer.body).into_response();
     if let Some(ct) = answer.content_type {

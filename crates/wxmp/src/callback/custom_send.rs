@@ -115,22 +115,21 @@ pub(crate) async fn send(
         answer.video_thumb_media_id.as_deref(),
     )
     .ok_or(SendError::NotSendable)?;
-    let token = state.tokens.access_token(app).await?;
-    match post(state, &token.value, &body).await {
-        Err(SendError::Api { errcode, .. })
-            if ApiErrcode::from_code(errcode).is_some_and(ApiErrcode::is_stale_token) =>
-        {
-            let fresh = state.tokens.refresh_access_token(app, &token.value).await?;
-            tracing::info!(
-                app,
-                errcode,
-                refreshed = fresh.refreshed,
-                "customer-service send saw a stale token; retrying once"
-            );
-            post(state, &fresh.issued.value, &body).await
-        }
-        other => other,
-    }
+    let sent = state
+        .tokens
+        .with_access_token(
+            app,
+            |token| {
+                let body = &body;
+                async move { post(state, &token, body).await }
+            },
+            |sent| {
+                matches!(sent, Err(SendError::Api { errcode, .. })
+                    if ApiErrcode::is_stale_token_code(*errcode))
+            },
+        )
+        .await?;
+    sent
 }
 
 /// One `message/custom/send` call.

@@ -440,6 +440,34 @@ impl TokenCore {
         })
     }
 
+    /// Calls WeChat through `call` with the app's access_token. When `saw_stale_token` says
+    /// WeChat rejected that token (40001, 40014, 42001), asks for a conditional refresh with
+    /// exactly that token and calls once more. A second rejection is returned as it is, so
+    /// this never loops, and a crowd of rejections still costs one upstream token call.
+    pub async fn with_access_token<R, F, Fut>(
+        &self,
+        app: &str,
+        call: F,
+        saw_stale_token: impl Fn(&R) -> bool,
+    ) -> Result<R, TokenError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = R>,
+    {
+        let token = self.access_token(app).await?;
+        let first = call(token.value.clone()).await;
+        if !saw_stale_token(&first) {
+            return Ok(first);
+        }
+        let fresh = self.refresh_access_token(app, &token.value).await?;
+        tracing::info!(
+            app,
+            refreshed = fresh.refreshed,
+            "WeChat called the access_token stale; retrying once"
+        );
+        Ok(call(fresh.issued.value).await)
+    }
+
     /// Per app and credential kind, what this instance knows.
     pub fn status(&self) -> BTreeMap<String, BTreeMap<&'static str, KindStatus>> {
         let now = now_ms();
@@ -688,34 +716,26 @@ impl TokenCore {
         }
     }
 
-    /// A ticket needs an access_token; if WeChat calls that token stale, refresh it
-    /// conditionally and try once more.
+    /// A ticket needs an access_token; if WeChat calls that token stale, it is refreshed
+    /// conditionally and the ticket asked for once more.
     async fn fetch_ticket(
         &self,
         slot: &Slot,
         ticket: TicketType,
     ) -> Result<upstream::Fetched, UpstreamError> {
-        let to_upstream = |e: TokenError| {
-            UpstreamError::BadResponse(format!("no access_token for the ticket: {e}"))
-        };
-        let token = Box::pin(self.access_token(&slot.app.name))
-            .await
-            .map_err(to_upstream)?;
-        match self.inner.upstream.ticket(&token.value, ticket).await {
-            Err(UpstreamError::Api { errcode, .. })
-                if wxmp_proto::ApiErrcode::from_code(errcode)
-                    .is_some_and(|c| c.is_stale_token()) =>
-            {
-                let fresh = Box::pin(self.refresh_access_token(&slot.app.name, &token.value))
-                    .await
-                    .map_err(to_upstream)?;
-                self.inner
-                    .upstream
-                    .ticket(&fresh.issued.value, ticket)
-                    .await
-            }
-            other => other,
-        }
+        let upstream = &self.inner.upstream;
+        // Boxed: fetching a ticket goes through `ensure` for the access_token, which is
+        // itself called from `ensure`.
+        Box::pin(self.with_access_token(
+            &slot.app.name,
+            |token| async move { upstream.ticket(&token, ticket).await },
+            |result| {
+                matches!(result, Err(UpstreamError::Api { errcode, .. })
+                    if wxmp_proto::ApiErrcode::is_stale_token_code(*errcode))
+            },
+        ))
+        .await
+        .map_err(|e| UpstreamError::BadResponse(format!("no access_token for the ticket: {e}")))?
     }
 
     /// Keeps one slot fresh: loads the stored credential at start, then wakes in each refresh
