@@ -20,9 +20,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 use wxmp::config::Config;
 use wxmp::emulator::{Emulator, EmulatorConfig};
+use wxmp::send::build::{sign_request, Body, Credentials, Header, Outgoing, Security};
 use wxmp::server::Server;
 use wxmp::store::Store;
-use wxmp_proto::signature::{msg_signature, signature, Token};
+use wxmp_proto::signature::{signature, Token};
 use wxmp_proto::{AppId, EncodingAesKey, MsgCrypt};
 
 const CLIENTS: usize = 64;
@@ -230,35 +231,47 @@ async fn bench_token(wxmp: &str, noop: &str) {
     }
 }
 
-/// A safe-mode `text ping` request body and query for message number `n`.
-fn safe_request(crypt: &MsgCrypt, token: &Token, n: u64) -> (String, String) {
-    let xml = format!(
-        "<xml><ToUserName><![CDATA[gh_wxmp_bench]]></ToUserName><FromUserName><![CDATA[oBenchUser{n:018}]]></FromUserName>\
-         <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>\
-         <MsgId>{}</MsgId></xml>",
-        1_000_000_000_000 + n
-    );
+/// A safe-mode `text ping` push number `n`, signed and encrypted the way `wxmp send` (and
+/// WeChat) does it: its query string and body.
+fn safe_request(credentials: &Credentials, n: u64) -> (String, String) {
+    let header = Header {
+        to_user_name: "gh_wxmp_bench".to_owned(),
+        from_user_name: format!("oBenchUser{n:018}"),
+        create_time: 1_700_000_000,
+        msg_id: Some(1_000_000_000_000 + n),
+    };
+    let body = Body::Text {
+        content: "ping".to_owned(),
+    };
+    let message = Outgoing::build(&header, &body).expect("build");
     let mut random = [0u8; 16];
     random[..8].copy_from_slice(&n.to_be_bytes());
-    let encrypt = crypt.encrypt(&xml, random).expect("encrypt");
-    let (ts, nonce) = ("1700000000", format!("{n}"));
-    let sig = signature(token, ts, &nonce);
-    let msig = msg_signature(token, ts, &nonce, &encrypt);
-    let body = format!("<xml><ToUserName><![CDATA[gh_wxmp_bench]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
-    let query = format!("signature={sig}&timestamp={ts}&nonce={nonce}&openid=oBench&encrypt_type=aes&msg_signature={msig}");
-    (query, body)
+    let signed =
+        sign_request(credentials, &message, "1700000000", &n.to_string(), random).expect("sign");
+    let query = signed
+        .query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    (query, signed.body)
 }
 
 async fn bench_callback(wxmp: &str, noop: &str) {
-    let crypt = Arc::new(MsgCrypt::new(
+    let crypt = MsgCrypt::new(
         EncodingAesKey::parse(wxmp::dev::DEV_ENCODING_AES_KEY).expect("key"),
         AppId::new(wxmp::emulator::DEMO_APPID).expect("appid"),
-    ));
-    let token = Arc::new(Token::new(wxmp::dev::DEV_TOKEN).expect("token"));
+    );
+    let token = Token::new(wxmp::dev::DEV_TOKEN).expect("token");
+    let credentials = Arc::new(Credentials {
+        token: token.clone(),
+        security: Security::Safe(crypt),
+    });
+    let token = Arc::new(token);
     let post = |base: String| {
-        let (crypt, token) = (crypt.clone(), token.clone());
+        let credentials = credentials.clone();
         move |c: reqwest::Client, n: u64| {
-            let (query, body) = safe_request(&crypt, &token, n);
+            let (query, body) = safe_request(&credentials, n);
             let url = format!("{base}/wx/demo?{query}");
             async move {
                 match c.post(url).body(body).send().await {
