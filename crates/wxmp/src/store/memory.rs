@@ -13,22 +13,36 @@ use tokio::time::Instant;
 
 use super::{StoreError, NOTIFY_CAPACITY};
 
-/// The map plus an insert counter that drives the sweep of expired entries: every key is
-/// written with a TTL by the callback dedup, so without a sweep the map would only grow.
-#[derive(Debug, Default)]
+/// The map plus the bookkeeping of the sweep of expired entries: every key is written with a
+/// TTL by the callback dedup, so without a sweep the map would only grow.
+#[derive(Debug)]
 struct Entries {
     map: HashMap<String, Entry>,
-    inserts: u64,
+    /// Inserts left before the next sweep.
+    until_sweep: usize,
 }
 
-/// Expired entries are swept once every this many inserts (amortised O(1) per insert).
-const SWEEP_EVERY: u64 = 1024;
+/// The fewest inserts between two sweeps.
+const SWEEP_EVERY: usize = 1024;
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries {
+            map: HashMap::new(),
+            until_sweep: SWEEP_EVERY,
+        }
+    }
+}
 
 impl Entries {
+    /// Inserts, sweeping expired entries first when due. A sweep scans the whole map, so the
+    /// next one waits for at least as many inserts as the map then holds: the scan costs
+    /// amortised O(1) per insert even when most entries are still live.
     fn insert(&mut self, key: &str, entry: Entry, now: Instant) {
-        self.inserts += 1;
-        if self.inserts % SWEEP_EVERY == 0 {
+        self.until_sweep = self.until_sweep.saturating_sub(1);
+        if self.until_sweep == 0 {
             self.map.retain(|_, e| e.live(now));
+            self.until_sweep = self.map.len().max(SWEEP_EVERY);
         }
         self.map.insert(key.to_owned(), entry);
     }
@@ -192,9 +206,6 @@ mod tests {
             store.set(&format!("e{i}"), "y", None).await.unwrap();
         }
         let len = store.lock().map.len();
-        assert!(
-            len <= SWEEP_EVERY as usize + 1,
-            "expired entries kept: {len}"
-        );
+        assert!(len <= SWEEP_EVERY + 1, "expired entries kept: {len}");
     }
 }
