@@ -48,32 +48,30 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
         "你好！这是 wxmp 的演示公众号。".to_owned(),
     );
     let demo = AppConfig {
-        name: "demo".to_owned(),
         crypt: Some(MsgCrypt::new(key, appid.clone())),
-        appid,
         secret: Some(Secret::new(DEMO_SECRET)),
-        token: Token::new(DEV_TOKEN)?,
         mode: Mode::Safe,
         token_api: TokenApi::Stable,
         js_domains: vec!["example.com".to_owned()],
-        forward: None,
-        reply_deadline_ms: crate::config::DEFAULT_REPLY_DEADLINE_MS,
         auto_reply: AutoReply {
             subscribe: Some("Welcome to the wxmp demo! Send `help`.".to_owned()),
             default: Some("Got it. (This is the demo's default auto-reply.)".to_owned()),
             keywords,
         },
+        ..AppConfig::new("demo", appid, Token::new(DEV_TOKEN)?)
     };
     let mut apps = BTreeMap::new();
     apps.insert("demo".to_owned(), Arc::new(demo));
     Ok(Config {
-        listen,
-        upstream,
-        store: StoreConfig::Sqlite {
-            path: DEV_DB.into(),
-        },
         api_keys: vec![Secret::new(DEV_API_KEY)],
         apps,
+        ..Config::new(
+            listen,
+            upstream,
+            StoreConfig::Sqlite {
+                path: DEV_DB.into(),
+            },
+        )
     })
 }
 

@@ -7,6 +7,7 @@
 //!
 //! ## Layout — data flows top to bottom
 //! - [`server`]: builds the state and the router, runs the listener with graceful shutdown.
+//! - [`state`]: the [`state::AppState`] every handler shares.
 //! - [`callback`]: `GET`/`POST /wx/{app}` — WeChat's 服务器地址(URL).
 //! - [`api`]: the `/v1` business API, bearer-key protected.
 //! - [`token`]: the 中控 — single-flight refresh across instances, passive refresh, cooldowns.
@@ -27,5 +28,6 @@ pub mod metrics;
 pub mod send;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod store;
 pub mod token;

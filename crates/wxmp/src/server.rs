@@ -19,22 +19,12 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::config::{Config, StoreConfig};
 use crate::metrics::Metrics;
+pub use crate::state::AppState;
 use crate::store::{MemoryStore, RedisStore, SqliteStore, Store, StoreError};
 use crate::token::{RefresherGuard, TokenCore, Upstream};
 
 /// The largest request body accepted anywhere (WeChat pushes are a few KiB).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// What every handler may need, passed once through `with_state`.
-#[derive(Clone)]
-pub struct AppState {
-    /// The validated configuration.
-    pub config: Arc<Config>,
-    /// The 中控.
-    pub tokens: TokenCore,
-    /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
-}
 
 /// A built server: state plus the refreshers it keeps alive.
 pub struct Server {

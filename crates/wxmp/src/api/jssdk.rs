@@ -16,7 +16,7 @@ use wxmp_proto::jssdk;
 
 use crate::config::host_under_domain;
 use crate::error::AppError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::token::TicketType;
 
 #[derive(Deserialize)]

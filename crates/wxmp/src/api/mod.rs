@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::error::AppError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::token::{Issued, TicketType};
 
 /// The `/v1` routes, behind bearer-key authentication.

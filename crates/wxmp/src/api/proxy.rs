@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use wxmp_proto::ApiErrcode;
 
 use crate::error::AppError;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::token::upstream::REQUEST_TIMEOUT;
 
 /// What WeChat answered.

@@ -15,7 +15,7 @@ use wxmp_proto::{Message, MessageKind, Reply};
 use super::webhook::{self, WebhookAnswer};
 use super::Outcome;
 use crate::config::AppConfig;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Which step of the chain answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use wxmp_proto::{ApiErrcode, Reply};
 
 use super::answer::Answer;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::token::upstream::REQUEST_TIMEOUT;
 
 /// The `message/custom/send` body for `reply` to `touser`, or `None` for a reply that has no

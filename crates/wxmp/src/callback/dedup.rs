@@ -54,7 +54,7 @@ use wxmp_proto::Message;
 use super::answer::{self, Answer};
 use super::{custom_send, Outcome};
 use crate::config::AppConfig;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::Store;
 
 /// How long a claim lives without a result: longer than the webhook may take.

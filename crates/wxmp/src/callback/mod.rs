@@ -60,7 +60,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 
 use crate::metrics::Metrics;
-use crate::server::AppState;
+use crate::state::AppState;
 
 use self::dedup::Deliveries;
 use self::verify::{CallbackApp, CallbackQuery, VerifiedPush};

@@ -33,7 +33,7 @@ use wxmp_proto::{EncryptedReply, EncryptedRequest, Message};
 
 use super::Outcome;
 use crate::config::{AppConfig, Mode};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The app named in the path; rejects with `404` when no such app is configured.
 pub(crate) struct CallbackApp(pub Arc<AppConfig>);

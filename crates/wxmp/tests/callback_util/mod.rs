@@ -18,7 +18,7 @@ use axum::Router;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use url::Url;
-use wxmp::config::{AppConfig, AutoReply, Config, Mode, Secret, StoreConfig, TokenApi};
+use wxmp::config::{AppConfig, Config, Mode, Secret, StoreConfig};
 use wxmp::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use wxmp::server::Server;
 use wxmp::store::Store;
@@ -40,17 +40,10 @@ pub fn crypt() -> MsgCrypt {
 /// A callback-only app (no secret) named `name` in `mode`, 300 ms deadline, nothing else.
 pub fn app(name: &str, mode: Mode) -> AppConfig {
     AppConfig {
-        name: name.to_owned(),
-        appid: AppId::new(APPID).unwrap(),
-        secret: None,
-        token: Token::new(TOKEN).unwrap(),
         crypt: Some(crypt()),
         mode,
-        token_api: TokenApi::Stable,
-        js_domains: Vec::new(),
-        forward: None,
         reply_deadline_ms: 300,
-        auto_reply: AutoReply::default(),
+        ..AppConfig::new(name, AppId::new(APPID).unwrap(), Token::new(TOKEN).unwrap())
     }
 }
 
@@ -65,14 +58,16 @@ pub fn keywords(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 /// A config of `apps` against `upstream` (an emulator, or a closed port when unused).
 pub fn config(upstream: &str, apps: Vec<AppConfig>) -> Config {
     Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: Url::parse(upstream).unwrap(),
-        store: StoreConfig::Memory,
         api_keys: vec![Secret::new("callback-test-api-key-0123456789")],
         apps: apps
             .into_iter()
             .map(|a| (a.name.clone(), Arc::new(a)))
             .collect(),
+        ..Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            Url::parse(upstream).unwrap(),
+            StoreConfig::Memory,
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::net::TcpListener;
 use url::Url;
-use wxmp::config::{AppConfig, AutoReply, Config, Mode, Secret, StoreConfig, TokenApi};
+use wxmp::config::{AppConfig, Config, Secret, StoreConfig, TokenApi};
 use wxmp::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use wxmp::server::Server;
 use wxmp::store::Store;
@@ -33,17 +33,14 @@ pub async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
 /// An app `demo` using the token API `api`.
 pub fn app(api: TokenApi) -> AppConfig {
     AppConfig {
-        name: "demo".to_owned(),
-        appid: AppId::new(APPID).unwrap(),
         secret: Some(Secret::new(SECRET)),
-        token: Token::new("pamtest").unwrap(),
-        crypt: None,
-        mode: Mode::Plain,
         token_api: api,
         js_domains: vec!["example.com".to_owned()],
-        forward: None,
-        reply_deadline_ms: 4500,
-        auto_reply: AutoReply::default(),
+        ..AppConfig::new(
+            "demo",
+            AppId::new(APPID).unwrap(),
+            Token::new("pamtest").unwrap(),
+        )
     }
 }
 
@@ -54,11 +51,13 @@ pub fn config(upstream: &str, apps: Vec<AppConfig>) -> Config {
         map.insert(a.name.clone(), Arc::new(a));
     }
     Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: Url::parse(upstream).unwrap(),
-        store: StoreConfig::Memory,
         api_keys: vec![Secret::new(API_KEY)],
         apps: map,
+        ..Config::new(
+            "127.0.0.1:0".parse().unwrap(),
+            Url::parse(upstream).unwrap(),
+            StoreConfig::Memory,
+        )
     }
 }
 

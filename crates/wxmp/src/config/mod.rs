@@ -1,0 +1,342 @@
+//! The configuration file (`wxmp.toml`), parsed and validated before any port is bound.
+//!
+//! Parsing happens in two steps. serde reads the TOML into `Raw*` structs with
+//! `deny_unknown_fields`, so a misspelt key is reported with its line by the toml crate. Then
+//! [`Config::from_raw`] turns strings into checked protocol types (`AppId`, `Token`,
+//! `EncodingAesKey`), resolves `"$NAME"` values from the environment and collects *every*
+//! problem, so one run of `wxmp check` lists them all.
+//!
+//! One file per concern: `env` (`"$NAME"` values and [`Secret`]), `store` (`[store]`), `app`
+//! (`[apps.NAME]`); this module holds the top level and the checker they share. New sections
+//! get a file of their own rather than growing this one.
+
+mod app;
+mod env;
+mod store;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use url::Url;
+
+use self::app::{app_config, RawApp};
+pub use self::app::{
+    host_under_domain, AppConfig, AutoReply, Mode, TokenApi, DEFAULT_REPLY_DEADLINE_MS,
+};
+use self::env::env_reference;
+pub use self::env::{Environment, ProcessEnv, Secret};
+use self::store::{store_config, RawStore};
+pub use self::store::{StoreConfig, DEFAULT_SQLITE_PATH};
+
+/// Every problem found in a config file, one plain sentence each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The problems, in file order where possible.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(problem: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The WeChat API base URL (no trailing slash).
+    pub upstream: Url,
+    /// The store.
+    pub store: StoreConfig,
+    /// Bearer keys of the business API.
+    pub api_keys: Vec<Secret>,
+    /// Apps by name.
+    pub apps: BTreeMap<String, Arc<AppConfig>>,
+}
+
+impl Config {
+    /// A config with no keys and no apps, every optional setting at its default. Like
+    /// [`AppConfig::new`], hand-built configs start here and override fields with `..`.
+    pub fn new(listen: SocketAddr, upstream: Url, store: StoreConfig) -> Config {
+        Config {
+            listen,
+            upstream,
+            store,
+            api_keys: Vec::new(),
+            apps: BTreeMap::new(),
+        }
+    }
+}
+
+/// The default upstream.
+pub const DEFAULT_UPSTREAM: &str = "https://api.weixin.qq.com";
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    upstream: Option<String>,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    apps: BTreeMap<String, RawApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    keys: Vec<String>,
+}
+
+/// Collects problems while resolving values.
+pub(crate) struct Checker<'e> {
+    env: &'e dyn Environment,
+    problems: Vec<String>,
+}
+
+impl Checker<'_> {
+    /// Resolves `"$NAME"` from the environment; other strings pass through.
+    pub(crate) fn resolve(&mut self, key: &str, value: &str) -> Option<String> {
+        match env_reference(value) {
+            None => Some(value.to_owned()),
+            Some(name) => match self.env.var(name) {
+                Some(v) if !v.is_empty() => Some(v),
+                _ => {
+                    self.problems.push(format!(
+                        "{key} refers to the environment variable {name}, which is not set"
+                    ));
+                    None
+                }
+            },
+        }
+    }
+
+    pub(crate) fn problem(&mut self, text: String) {
+        self.problems.push(text);
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        Self::parse(&text, env).map_err(|mut e| {
+            for p in &mut e.problems {
+                *p = format!("{}: {p}", path.display());
+            }
+            e
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::one(e.to_string().trim_end().replace('\n', "\n    ")))?;
+        Self::from_raw(raw, env)
+    }
+
+    fn from_raw(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let mut c = Checker {
+            env,
+            problems: Vec::new(),
+        };
+
+        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = c.resolve("listen", listen_text).and_then(|l| {
+            l.parse::<SocketAddr>()
+                .map_err(|_| {
+                    c.problem(format!(
+                        "listen = {l:?} is not an address like \"127.0.0.1:8080\""
+                    ))
+                })
+                .ok()
+        });
+
+        let upstream_text = raw.upstream.as_deref().unwrap_or(DEFAULT_UPSTREAM);
+        let upstream = c
+            .resolve("upstream", upstream_text)
+            .and_then(|u| parse_http_url(&mut c, "upstream", &u));
+
+        let store = store_config(&mut c, raw.store);
+
+        let mut api_keys = Vec::new();
+        for (i, key) in raw.api.keys.iter().enumerate() {
+            if let Some(k) = c.resolve(&format!("api.keys[{i}]"), key) {
+                if k.len() < 16 {
+                    c.problem(format!(
+                        "api.keys[{i}] is shorter than 16 characters: use a long random key"
+                    ));
+                }
+                api_keys.push(Secret::new(k));
+            }
+        }
+
+        let mut apps = BTreeMap::new();
+        for (name, app) in raw.apps {
+            if let Some(app) = app_config(&mut c, &name, app) {
+                apps.insert(name, Arc::new(app));
+            }
+        }
+
+        match (listen, upstream, store) {
+            (Some(listen), Some(upstream), Some(store)) if c.problems.is_empty() => Ok(Config {
+                api_keys,
+                apps,
+                ..Config::new(listen, upstream, store)
+            }),
+            _ => Err(ConfigError {
+                problems: c.problems,
+            }),
+        }
+    }
+
+    /// The app named `name`.
+    pub fn app(&self, name: &str) -> Option<&Arc<AppConfig>> {
+        self.apps.get(name)
+    }
+}
+
+pub(crate) fn parse_http_url(c: &mut Checker<'_>, key: &str, text: &str) -> Option<Url> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+        _ => {
+            c.problem(format!("{key} = {text:?} is not an http(s) URL"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const EXAMPLE: &str = r#"
+listen = "127.0.0.1:8080"
+upstream = "https://api.weixin.qq.com"
+
+[store]
+backend = "sqlite"
+path = "wxmp-data/wxmp.db"
+
+[api]
+keys = ["$WXMP_API_KEY"]
+
+[apps.demo]
+appid = "wx0123456789abcdef"
+secret = "$WXMP_DEMO_SECRET"
+token = "pamtest"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+mode = "safe"
+token_api = "stable"
+js_domains = ["example.com"]
+forward = "http://127.0.0.1:9000/wechat"
+reply_deadline_ms = 4500
+
+[apps.demo.auto_reply]
+subscribe = "Welcome!"
+default = "Got it."
+[apps.demo.auto_reply.keywords]
+ping = "pong"
+"#;
+
+    #[test]
+    fn the_interface_example_parses() {
+        let e = env(&[
+            ("WXMP_API_KEY", "0123456789abcdef0123"),
+            ("WXMP_DEMO_SECRET", "s3cret"),
+        ]);
+        let config = Config::parse(EXAMPLE, &e).unwrap();
+        let demo = config.app("demo").unwrap();
+        assert_eq!(demo.appid.as_str(), "wx0123456789abcdef");
+        assert_eq!(demo.secret.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(demo.mode, Mode::Safe);
+        assert_eq!(demo.token_api, TokenApi::Stable);
+        assert!(demo.crypt.is_some());
+        assert_eq!(demo.auto_reply.keywords["ping"], "pong");
+        assert_eq!(config.api_keys[0].expose(), "0123456789abcdef0123");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let text = "listen = \"127.0.0.1:1\"\nlisten_port = 8080\n";
+        let err = Config::parse(text, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = r#"
+upstream = "ftp://x"
+[api]
+keys = ["$MISSING_KEY"]
+[apps.a]
+appid = "wx1"
+token = "x"
+mode = "safe"
+js_domains = ["https://example.com", "1.2.3.4", "example.com:8080"]
+reply_deadline_ms = 60000
+"#;
+        let err = Config::parse(text, &env(&[])).unwrap_err();
+        let all = err.to_string();
+        for needle in [
+            "upstream",
+            "MISSING_KEY",
+            "apps.a.token",
+            "https://",
+            "IP address",
+            "port",
+            "reply_deadline_ms",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert!(err.problems.len() >= 7, "{all}");
+    }
+
+    #[test]
+    fn encrypted_mode_needs_a_key() {
+        let text = "[apps.a]\nappid = \"wx1\"\ntoken = \"abc\"\nmode = \"compat\"\n";
+        let err = Config::parse(text, &env(&[])).unwrap_err().to_string();
+        assert!(err.contains("encoding_aes_key is missing"), "{err}");
+    }
+
+    #[test]
+    fn js_domains_match_hosts_and_subdomains() {
+        assert!(host_under_domain("example.com", "example.com"));
+        assert!(host_under_domain("m.Example.com", "example.com"));
+        assert!(!host_under_domain("badexample.com", "example.com"));
+        assert!(!host_under_domain("example.com.evil.cn", "example.com"));
+    }
+}
