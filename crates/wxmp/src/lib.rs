@@ -14,7 +14,8 @@
 //! - [`store`]: memory, SQLite and Redis behind one small key/value contract.
 //! - [`config`]: the TOML file, validated before any port is bound.
 //! - [`emulator`]: the offline WeChat platform.
-//! - [`error`], [`metrics`], [`shutdown`]: HTTP errors, Prometheus metrics, signals.
+//! - [`error`], [`metrics`], [`shutdown`], [`logging`]: HTTP errors, Prometheus metrics,
+//!   signals, log format.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod dev;
 pub mod emulator;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod send;
 pub mod server;

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use wxmp::config::{Config, ProcessEnv};
 use wxmp::emulator::{EmulatedApp, EmulatorConfig};
+use wxmp::logging::{self, LogFormat};
 use wxmp::{check, dev, send, server, shutdown};
 
 #[derive(Parser)]
@@ -51,6 +52,10 @@ struct ServeArgs {
     /// No config: an in-process emulator, an app `demo`, SQLite under ./wxmp-data/.
     #[arg(long, conflicts_with = "config")]
     dev: bool,
+    /// Log line format on stderr: `text` (colour only on a terminal, NO_COLOR respected) or
+    /// `json` (one object a line). RUST_LOG filters, e.g. RUST_LOG=wxmp=debug.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Args)]
@@ -73,6 +78,9 @@ struct EmulatorArgs {
     /// /cgi-bin/token calls per app per day.
     #[arg(long, default_value_t = 2000)]
     daily_token_quota: u32,
+    /// Log line format on stderr: `text` or `json` (one object a line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Args)]
@@ -125,18 +133,13 @@ fn config_path(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("wxmp.toml"))
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    logging::init(match &cli.command {
+        Command::Serve(args) => args.log_format,
+        Command::Emulator(args) => args.log_format,
+        _ => LogFormat::Text,
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -205,10 +208,13 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-    eprintln!(
-        "wxmp emulator listening on http://{}",
-        listener.local_addr()?
-    );
+    // In JSON mode every stderr line must parse: the tracing event below carries the address.
+    if args.log_format == LogFormat::Text {
+        eprintln!(
+            "wxmp emulator listening on http://{}",
+            listener.local_addr()?
+        );
+    }
     wxmp::emulator::run(listener, config, shutdown::signal()).await?;
     Ok(())
 }
