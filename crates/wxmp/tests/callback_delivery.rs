@@ -2,6 +2,8 @@
 //! once however often (and wherever) it is delivered, its reply reaches the user once —
 //! passively to a waiting request or as a 客服消息 after the deadline, never both.
 
+#[path = "common/redis_server.rs"]
+mod redis_server;
 #[path = "callback_util/mod.rs"]
 mod util;
 
@@ -197,33 +199,18 @@ async fn a_webhook_slower_than_5s_is_answered_on_the_retry() {
     );
 }
 
-/// Two stores on one Redis under a fresh prefix, like two processes; `None` (a skip) only
-/// outside CI when Redis is unreachable.
-async fn redis_pair() -> Option<(Store, Store)> {
-    let url =
-        std::env::var("WXMP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+/// Two stores on the test Redis under a fresh prefix, like two processes.
+async fn redis_pair() -> (Store, Store) {
+    let url = redis_server::redis_url();
     let prefix = format!("wxmp-callback-test:{:016x}:", rand::random::<u64>());
-    match RedisStore::connect(&url, &prefix).await {
-        Ok(a) => {
-            let b = RedisStore::connect(&url, &prefix).await.unwrap();
-            Some((Store::Redis(a), Store::Redis(b)))
-        }
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "Redis at {url} is required in CI: {e}"
-            );
-            eprintln!("note: Redis unreachable at {url} ({e}); skipping locally");
-            None
-        }
-    }
+    let a = RedisStore::connect(&url, &prefix).await.unwrap();
+    let b = RedisStore::connect(&url, &prefix).await.unwrap();
+    (Store::Redis(a), Store::Redis(b))
 }
 
 #[tokio::test]
 async fn two_instances_sharing_redis_call_the_webhook_once() {
-    let Some((store_a, store_b)) = redis_pair().await else {
-        return;
-    };
+    let (store_a, store_b) = redis_pair().await;
     let hook = text_hook(Duration::from_millis(300), "once").await;
     let mut a = app("shared", Mode::Safe);
     a.forward = Some(hook.url.clone());

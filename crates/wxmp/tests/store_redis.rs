@@ -2,46 +2,21 @@
 //! `set_nx` winner across instances, leases, cross-instance notifications, prefix isolation,
 //! and what happens when Redis dies, stalls and comes back.
 //!
-//! Most tests use the Redis at `127.0.0.1:6379` (or `WXMP_TEST_REDIS_URL`), each under its
-//! own random key prefix that is deleted afterwards. Without that Redis they print a note
-//! and pass, except under `CI`, where they fail. The outage tests start their own
-//! `redis-server` on a free port, so they can kill it; a drop guard makes sure it never
-//! outlives the test.
+//! Most tests share the test Redis (`WXMP_TEST_REDIS_URL`, or one the test process starts),
+//! each under its own random key prefix that is deleted afterwards. The outage tests start a
+//! `redis-server` of their own, so they can kill and stall it.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::{free_port, redis_url, RedisServer};
 
 use tokio::sync::broadcast;
 use tokio::time::{sleep, timeout};
 use wxmp::store::{RedisStore, Store, StoreError, OP_TIMEOUT};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Without the needed Redis: fail under CI, otherwise explain and let the test pass.
-fn missing(what: &str) {
-    assert!(!in_ci(), "CI is set but {what}");
-    eprintln!("note: skipping, {what}");
-}
-
-/// The shared test Redis, or `None` (after [`missing`]) when it is not running.
-async fn shared_url() -> Option<String> {
-    let url = std::env::var("WXMP_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned());
-    match RedisStore::connect(&url, "wxmp-test-probe:").await {
-        Ok(_) => Some(url),
-        Err(e) => {
-            missing(&format!(
-                "no Redis for the tests ({e}); set WXMP_TEST_REDIS_URL or start one"
-            ));
-            None
-        }
-    }
-}
 
 /// A random key prefix whose keys are deleted when the guard drops, even after a failure.
 struct Prefix {
@@ -97,9 +72,7 @@ async fn receive(events: &mut broadcast::Receiver<String>, key: &str, within: Du
 
 #[tokio::test]
 async fn kv_contract() {
-    let Some(url) = shared_url().await else {
-        return;
-    };
+    let url = redis_url();
     let prefix = Prefix::new(&url);
     let store = prefix.store().await;
     let mut events = store.subscribe();
@@ -160,9 +133,7 @@ async fn kv_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_set_nx_winner_across_instances() {
-    let Some(url) = shared_url().await else {
-        return;
-    };
+    let url = redis_url();
     let prefix = Prefix::new(&url);
     let stores = [
         prefix.store().await,
@@ -199,9 +170,7 @@ async fn one_set_nx_winner_across_instances() {
 
 #[tokio::test]
 async fn an_expired_lease_lets_another_owner_in() {
-    let Some(url) = shared_url().await else {
-        return;
-    };
+    let url = redis_url();
     let prefix = Prefix::new(&url);
     let (a, b) = (prefix.store().await, prefix.store().await);
 
@@ -232,9 +201,7 @@ async fn an_expired_lease_lets_another_owner_in() {
 
 #[tokio::test]
 async fn notifications_cross_instances() {
-    let Some(url) = shared_url().await else {
-        return;
-    };
+    let url = redis_url();
     let prefix = Prefix::new(&url);
     let (a, b) = (prefix.store().await, prefix.store().await);
     let mut b_events = b.subscribe();
@@ -264,9 +231,7 @@ async fn notifications_cross_instances() {
 
 #[tokio::test]
 async fn prefixes_are_isolated() {
-    let Some(url) = shared_url().await else {
-        return;
-    };
+    let url = redis_url();
     let (p1, p2) = (Prefix::new(&url), Prefix::new(&url));
     let (one, two) = (p1.store().await, p2.store().await);
     let mut two_events = two.subscribe();
@@ -286,9 +251,7 @@ async fn prefixes_are_isolated() {
 
 #[tokio::test]
 async fn dropping_the_store_stops_its_subscriber() {
-    let Some(url) = shared_url().await else {
-        return;
-    };
+    let url = redis_url();
     let prefix = Prefix::new(&url);
     let store = prefix.store().await;
     let mut events = store.subscribe();
@@ -331,95 +294,6 @@ async fn connect_errors_name_the_host_but_not_the_password() {
 
 // --- Outages, against a redis-server of our own -------------------------------------------
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
-/// A `redis-server` child process, killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts one on a free port, or `None` (after [`missing`]) without `redis-server`.
-    async fn start() -> Option<Self> {
-        let mut server = RedisServer {
-            port: free_port(),
-            child: None,
-        };
-        match server.spawn().await {
-            Ok(()) => Some(server),
-            Err(e) => {
-                missing(&format!("cannot run redis-server: {e}"));
-                None
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts (again) on the same port and waits until it answers.
-    async fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let ping = redis::Client::open(self.url().as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if ping.is_ok() {
-                return Ok(());
-            }
-            sleep(Duration::from_millis(20)).await;
-        }
-        Err(format!(
-            "redis-server on port {} did not answer within 5 s",
-            self.port
-        ))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends a signal (`STOP`, `CONT`) to the server.
-    fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().map(Child::id).unwrap();
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} {pid}");
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A stopped process still dies from SIGKILL; CONT anyway so nothing lingers.
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
-        }
-        self.kill();
-    }
-}
-
 /// Retries `op` until it succeeds, for at most `within`; how long it took.
 async fn until_ok<F, Fut, T>(within: Duration, mut op: F) -> Option<Duration>
 where
@@ -456,9 +330,7 @@ async fn until_notified(
 
 #[tokio::test]
 async fn a_killed_redis_fails_fast_and_recovers() {
-    let Some(mut server) = RedisServer::start().await else {
-        return;
-    };
+    let mut server = RedisServer::start();
     let url = server.url();
     let (a, b) = (
         RedisStore::connect(&url, "t:").await.unwrap(),
@@ -495,7 +367,7 @@ async fn a_killed_redis_fails_fast_and_recovers() {
     );
     assert!(start.elapsed() < OP_TIMEOUT + Duration::from_millis(500));
 
-    server.spawn().await.unwrap();
+    server.restart();
     let took = until_ok(Duration::from_secs(5), || b.get("token")).await;
     eprintln!("restarted: commands back after {took:?}");
     let took = took.expect("commands work again within 5 s");
@@ -521,9 +393,7 @@ async fn a_killed_redis_fails_fast_and_recovers() {
 
 #[tokio::test]
 async fn a_stalled_redis_times_out_and_recovers() {
-    let Some(server) = RedisServer::start().await else {
-        return;
-    };
+    let server = RedisServer::start();
     let url = server.url();
     let (a, b) = (
         RedisStore::connect(&url, "t:").await.unwrap(),

@@ -37,9 +37,6 @@ fn token_calls(emu: &wxmp::emulator::EmulatorHandle) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_storm_over_three_instances_makes_one_upstream_call() {
-    if !redis_available().await {
-        return;
-    }
     let emu = emulator(EmulatorConfig::default()).await;
     let prefix = unique_prefix();
     let mut instances = Vec::new();
@@ -129,9 +126,6 @@ async fn restart_on_sqlite_serves_the_stored_token_without_upstream_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lock_holder_is_taken_over_within_the_lease() {
-    if !redis_available().await {
-        return;
-    }
     let emu = emulator(EmulatorConfig::default()).await;
     let prefix = unique_prefix();
     let client = client();
@@ -350,9 +344,7 @@ async fn daily_quota_exhaustion_is_explained_and_the_token_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_keeps_the_valid_token_served() {
-    let Some(redis) = OwnRedis::start() else {
-        return;
-    };
+    let redis = RedisServer::start();
     let emu = emulator(EmulatorConfig::default()).await;
     let store = redis_store(&redis.url(), &unique_prefix()).await;
     let instance = start(config(&emu.base_url(), vec![app(TokenApi::Classic)]), store).await;
@@ -531,9 +523,6 @@ async fn proxy_adds_the_token_and_retries_once_on_a_stale_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_refreshing_process_is_taken_over_within_the_lease() {
-    if !redis_available().await {
-        return;
-    }
     let emu = emulator(EmulatorConfig::default()).await;
     // The first token call hangs long enough for us to kill its caller mid-refresh.
     emu.emulator().inject(

@@ -1,7 +1,12 @@
 //! Shared harness of the end-to-end tests: an emulator, wxmp instances on loopback ports,
-//! configs built in code, and Redis availability (required when `CI` is set).
+//! configs built in code, and Redis (see [`redis_server`]: always there, never skipped).
 
 #![allow(dead_code)]
+
+pub mod redis_server;
+
+#[allow(unused_imports)]
+pub use redis_server::{free_port, redis_url, RedisServer};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -111,36 +116,6 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// The Redis URL of the tests.
-pub fn redis_url() -> String {
-    std::env::var("WXMP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
-}
-
-/// True when Redis answers. In CI a missing Redis fails the test instead of skipping it.
-pub async fn redis_available() -> bool {
-    let ok = match redis::Client::open(redis_url()) {
-        Ok(client) => tokio::time::timeout(
-            Duration::from_secs(2),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .is_ok_and(|c| c.is_ok()),
-        Err(_) => false,
-    };
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Redis at {} is required in CI but unreachable",
-            redis_url()
-        );
-        eprintln!(
-            "note: Redis unreachable at {}; skipping this test locally",
-            redis_url()
-        );
-    }
-    ok
-}
-
 /// A fresh key prefix, so tests never see each other's data.
 pub fn unique_prefix() -> String {
     format!("wxmp-test:{:016x}:", rand::thread_rng().gen::<u64>())
@@ -162,64 +137,4 @@ pub async fn use_token(upstream: &str, token: &str) -> i64 {
     .await
     .unwrap();
     v["errcode"].as_i64().unwrap_or(-999)
-}
-
-/// A redis-server of the test's own, on a free port, killed on drop.
-pub struct OwnRedis {
-    child: std::process::Child,
-    pub port: u16,
-}
-
-impl OwnRedis {
-    /// Starts one; `None` (or a panic in CI) when `redis-server` is not installed.
-    pub fn start() -> Option<OwnRedis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "redis-server is required in CI: {e}"
-                );
-                return None;
-            }
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(OwnRedis { child, port })
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
