@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{Config, Environment, Mode, TokenApi};
+use crate::redact;
 use crate::server::{http_client, open_store};
 use crate::token::Upstream;
 
@@ -122,6 +123,8 @@ async fn check_live(config: &Config, r: &mut Report) {
         Err(e) => r.error(format!("the store does not open: {e}")),
     }
     let upstream = Upstream::new(http_client(), config.upstream.clone());
+    // The URL may carry a password (`http://user:pass@proxy`): never print it as it is.
+    let shown = redact::url(&config.upstream);
     let probe = upstream
         .http()
         .get(upstream.url("cgi-bin/token"))
@@ -130,20 +133,18 @@ async fn check_live(config: &Config, r: &mut Report) {
     match probe {
         Ok(resp) => match resp.json::<serde_json::Value>().await {
             Ok(v) if v.get("errcode").is_some() => {
-                r.ok(format!("upstream {} answers like WeChat", config.upstream))
+                r.ok(format!("upstream {shown} answers like WeChat"))
             }
             _ => {
                 r.error(format!(
-                    "upstream {} answered, but not like the WeChat API",
-                    config.upstream
+                    "upstream {shown} answered, but not like the WeChat API"
                 ));
                 return;
             }
         },
         Err(e) => {
             r.error(format!(
-                "upstream {} is unreachable: {}",
-                config.upstream,
+                "upstream {shown} is unreachable: {}",
                 e.without_url()
             ));
             return;

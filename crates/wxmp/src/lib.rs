@@ -16,6 +16,7 @@
 //! - [`emulator`]: the offline WeChat platform.
 //! - [`error`], [`metrics`], [`shutdown`], [`logging`]: HTTP errors, Prometheus metrics,
 //!   signals, log format.
+//! - [`redact`]: what logs and reports may show of secret URLs and attacker-chosen text.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod emulator;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod redact;
 pub mod send;
 pub mod server;
 pub mod shutdown;

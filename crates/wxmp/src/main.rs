@@ -187,7 +187,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(%listen, "wxmp serving");
+    // The bound address, not the configured one: with port 0 this is how a supervisor (or a
+    // test) learns where the server is.
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "wxmp serving");
     server::run(listener, built.router(), shutdown::signal()).await?;
     Ok(())
 }

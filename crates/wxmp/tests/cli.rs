@@ -151,3 +151,39 @@ async fn check_explains_live_problems() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("unreachable"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_never_prints_the_upstream_password() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_password = emu
+        .base_url()
+        .replacen("http://", "http://proxyuser:hunter2-pw@", 1);
+    let reachable = write_config(dir.path(), "reachable.toml", &with_password, SECRET);
+    let unreachable = write_config(
+        dir.path(),
+        "unreachable.toml",
+        "http://proxyuser:hunter2-pw@127.0.0.1:1/?access_token=tok-secret",
+        SECRET,
+    );
+    let outputs = tokio::task::spawn_blocking(move || {
+        [reachable, unreachable].map(|path| wxmp(&["check", "--config", path.to_str().unwrap()]))
+    })
+    .await
+    .unwrap();
+    for out in outputs {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            all.contains("upstream http://proxyuser:***@127.0.0.1:"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("hunter2") && !all.contains("tok-secret"),
+            "{all}"
+        );
+    }
+}

@@ -93,7 +93,7 @@ pub(crate) async fn answer(
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(app = %app.name, delivery, error = %e, "webhook failed; falling through to the default reply");
+                tracing::warn!(app = %app.name, delivery = %super::dedup::shown(delivery), error = %e, "webhook failed; falling through to the default reply");
                 state
                     .metrics
                     .callback(&app.name, Outcome::WebhookFailed.as_str());

@@ -54,6 +54,7 @@ use wxmp_proto::Message;
 use super::answer::{self, Answer};
 use super::{custom_send, Outcome};
 use crate::config::AppConfig;
+use crate::redact;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -70,6 +71,28 @@ const POLL: Duration = Duration::from_millis(500);
 const HANDOVER_MARGIN: Duration = Duration::from_millis(200);
 /// How long a request may claim the reply: WeChat hangs up at 5 s.
 const PASSIVE_WINDOW: Duration = Duration::from_millis(4700);
+
+/// How much of a delivery key a DEBUG line shows (an event's holds the sender's OpenID).
+const DELIVERY_CHARS: usize = 96;
+
+/// A delivery (`event:<openid>:<CreateTime>`) or its store key (`delivery:{app}:event:…`) as
+/// INFO and WARN lines show it: an event's OpenID becomes `*`; `msgid:…` keys stay as they are.
+pub(super) fn shown(key: &str) -> std::borrow::Cow<'_, str> {
+    // App names have no ':', so ":event:" in a store key starts the delivery.
+    let start = if key.starts_with("event:") {
+        Some(0)
+    } else {
+        key.find(":event:").map(|i| i + 1)
+    };
+    let (Some(start), Some(end)) = (start, key.rfind(':')) else {
+        return key.into();
+    };
+    let openid_start = start + "event:".len();
+    if end < openid_start {
+        return key.into();
+    }
+    format!("{}*{}", &key[..openid_start], &key[end..]).into()
+}
 
 /// What one request answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +213,7 @@ impl Deliveries {
             Waiting::Local(local) => self.wait_local(store, &key, &local, arrival).await,
             Waiting::Store => self.wait_store(store, &key, arrival, deadline).await,
         };
-        tracing::debug!(app = %app.name, delivery, outcome = answered.outcome.as_str(), "callback answered");
+        tracing::debug!(app = %app.name, delivery = %redact::bounded(&delivery, DELIVERY_CHARS), outcome = answered.outcome.as_str(), "callback answered");
         answered
     }
 
@@ -284,12 +307,18 @@ impl Deliveries {
             reply: xml.as_deref().map(str::to_owned),
         };
         if let Err(e) = store.set(key, &result.encode(), Some(RESULT_TTL)).await {
-            tracing::warn!(app = %app.name, delivery, error = %e, "cannot store the result: retries reaching other instances will not see it");
+            tracing::warn!(app = %app.name, delivery = %shown(delivery), error = %e, "cannot store the result: retries reaching other instances will not see it");
         }
-        let msg_type = message.msg_type();
-        let event = message.event().map(|e| e.name().to_owned());
+        // INFO lines carry no OpenID (it identifies a person) and nothing unbounded; the
+        // DEBUG line before them has the sender, cut to a log-sized length.
+        let shown = shown(delivery);
+        let msg_type = redact::bounded(message.msg_type(), redact::VALUE_CHARS);
+        let event = message
+            .event()
+            .map(|e| redact::bounded(e.name(), redact::VALUE_CHARS).to_string());
+        tracing::debug!(app = %app.name, delivery = %shown, openid = %redact::openid(&message.from_user_name), %msg_type, "push from");
         let Some(answer) = answer else {
-            tracing::info!(app = %app.name, delivery, msg_type, event, handled_ms, "push handled: no reply");
+            tracing::info!(app = %app.name, delivery = %shown, %msg_type, event, handled_ms, "push handled: no reply");
             return;
         };
         let source = answer.source;
@@ -298,7 +327,7 @@ impl Deliveries {
             () = sleep_until(local.due + HANDOVER_MARGIN) => {}
         }
         if !self.claim(store, key, "customer_service").await {
-            tracing::info!(app = %app.name, delivery, msg_type, event, %source, handled_ms, "push handled: reply delivered passively");
+            tracing::info!(app = %app.name, delivery = %shown, %msg_type, event, %source, handled_ms, "push handled: reply delivered passively");
             return;
         }
         self.send_late(state, app, message, delivery, &answer, handled_ms)
@@ -316,19 +345,20 @@ impl Deliveries {
         handled_ms: u128,
     ) {
         let source = answer.source;
-        let msg_type = message.msg_type();
+        let shown = shown(delivery);
+        let msg_type = redact::bounded(message.msg_type(), redact::VALUE_CHARS);
         match custom_send::send(state, &app.name, &message.from_user_name, answer).await {
             Ok(()) => {
                 state
                     .metrics
                     .callback(&app.name, Outcome::LateReplySent.as_str());
-                tracing::info!(app = %app.name, delivery, msg_type, %source, handled_ms, "push handled: reply missed the passive window and was sent as a customer-service message");
+                tracing::info!(app = %app.name, delivery = %shown, %msg_type, %source, handled_ms, "push handled: reply missed the passive window and was sent as a customer-service message");
             }
             Err(e) => {
                 state
                     .metrics
                     .callback(&app.name, Outcome::LateReplyFailed.as_str());
-                tracing::warn!(app = %app.name, delivery, msg_type, %source, handled_ms, error = %e, "push handled: reply missed the passive window and could not be sent as a customer-service message");
+                tracing::warn!(app = %app.name, delivery = %shown, %msg_type, %source, handled_ms, error = %e, "push handled: reply missed the passive window and could not be sent as a customer-service message");
             }
         }
     }
@@ -385,7 +415,9 @@ impl Deliveries {
                 // Gone: the claim expired (its handler died) or raced this read; nothing
                 // will come, and the request is answered at its own deadline.
                 Ok(None) => {}
-                Err(e) => tracing::debug!(key, error = %e, "store read failed while waiting"),
+                Err(e) => {
+                    tracing::debug!(key = %shown(key), error = %e, "store read failed while waiting")
+                }
             }
             if Instant::now() >= due {
                 return Answered::success(Outcome::Deadline);
@@ -455,7 +487,7 @@ impl Deliveries {
         match store.set_nx(&format!("{key}:sent"), by, RESULT_TTL).await {
             Ok(won) => won,
             Err(e) => {
-                tracing::warn!(key, error = %e, "store unavailable while claiming a reply; deciding within this instance");
+                tracing::warn!(key = %shown(key), error = %e, "store unavailable while claiming a reply; deciding within this instance");
                 local.is_some()
             }
         }
@@ -504,6 +536,21 @@ mod tests {
         };
         assert_eq!(Record::decode(&result.encode()), Some(result));
         assert_eq!(Record::decode("pending"), None);
+    }
+
+    #[test]
+    fn logged_delivery_keys_hide_the_openid() {
+        assert_eq!(shown("msgid:123"), "msgid:123");
+        assert_eq!(shown("event:oUser%0A:1700000000"), "event:*:1700000000");
+        assert_eq!(
+            shown("delivery:demo:event:oUser:1700000000"),
+            "delivery:demo:event:*:1700000000"
+        );
+        assert_eq!(shown("delivery:demo:msgid:1"), "delivery:demo:msgid:1");
+        assert_eq!(
+            shown("delivery:myevent:msgid:1"),
+            "delivery:myevent:msgid:1"
+        );
     }
 
     #[tokio::test]

@@ -39,6 +39,12 @@
 //! the deadline (客服消息): a webhook that fails late falls through to the default reply,
 //! which then goes out as a 客服消息.
 //!
+//! ## Logs
+//! Every value in a push is chosen by whoever sent it, so log lines carry only bounded,
+//! escaped copies (`crate::redact`). A sender's OpenID identifies a person: INFO and WARN
+//! lines name a delivery as `msgid:…` or `event:*:<CreateTime>`, and the OpenID (cut to 32
+//! characters) appears only at DEBUG.
+//!
 //! ## Metrics
 //! `wxmp_callback_requests_total{app,outcome}` counts every request to a known app once, with
 //! an [`Outcome`]; the `webhook_failed` and `late_reply_*` outcomes count deliveries instead.

@@ -223,7 +223,10 @@ pub(crate) fn parse_http_url(c: &mut Checker<'_>, key: &str, text: &str) -> Opti
     match Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
         _ => {
-            c.problem(format!("{key} = {text:?} is not an http(s) URL"));
+            c.problem(format!(
+                "{key} = {:?} is not an http(s) URL",
+                crate::redact::url_text(text)
+            ));
             None
         }
     }

@@ -155,6 +155,7 @@ pub(crate) async fn post(
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<Answer> {
     let mut last = String::new();
+    let shown = crate::redact::url(url);
     for attempt in 1..=attempts {
         let timestamp = unix_now().to_string();
         let nonce = fresh_nonce();
@@ -168,7 +169,7 @@ pub(crate) async fn post(
             .unwrap_or_default();
         writeln!(
             err,
-            "attempt {attempt}/{attempts}: POST {url} ({} mode; {} from {}{msg_id}, CreateTime {}; \
+            "attempt {attempt}/{attempts}: POST {shown} ({} mode; {} from {}{msg_id}, CreateTime {}; \
              timestamp {timestamp}, nonce {nonce})",
             credentials.security.name(),
             message.summary,
@@ -207,7 +208,7 @@ pub(crate) async fn post(
         }
     }
     anyhow::bail!(
-        "no answer from {url} after {attempts} attempt(s) (last: {last}); WeChat would give up \
+        "no answer from {shown} after {attempts} attempt(s) (last: {last}); WeChat would give up \
          and show the user \"该公众号暂时无法提供服务，请稍后再试\""
     )
 }
@@ -233,9 +234,10 @@ pub(crate) async fn verify(
     target
         .query_pairs_mut()
         .extend_pairs(&handshake_query(token, &timestamp, &nonce, &echostr));
+    let shown = crate::redact::url(url);
     writeln!(
         err,
-        "GET {url} (URL verification; timestamp {timestamp}, nonce {nonce}, echostr {echostr})"
+        "GET {shown} (URL verification; timestamp {timestamp}, nonce {nonce}, echostr {echostr})"
     )?;
     let started = Instant::now();
     let answer = transport
