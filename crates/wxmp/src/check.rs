@@ -35,7 +35,7 @@ pub async fn run(path: &Path, env: &dyn Environment, live: bool) -> ExitCode {
 /// The lines of a check and how many of them are errors.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// `ok:`, `note:` or `error:` lines.
+    /// `ok:`, `note:`, `warn:` or `error:` lines.
     pub lines: Vec<String>,
     /// The number of `error:` lines.
     pub errors: usize,
@@ -47,6 +47,10 @@ impl Report {
     }
     fn note(&mut self, s: String) {
         self.lines.push(format!("note:  {s}"));
+    }
+    /// Legal but probably a mistake: not counted as an error, so exit stays 0.
+    fn warning(&mut self, s: String) {
+        self.lines.push(format!("warn:  {s}"));
     }
     fn error(&mut self, s: String) {
         self.errors += 1;
@@ -104,6 +108,13 @@ fn advise(config: &Config, r: &mut Report) {
         if app.mode == Mode::Plain {
             r.note(format!(
                 "apps.{name}.mode = \"plain\": messages travel unencrypted; \"safe\" (安全模式) is recommended"
+            ));
+        }
+        if app.reply_deadline_ms > 5000 {
+            r.warning(format!(
+                "apps.{name}.reply_deadline_ms = {}: WeChat stops waiting after 5000 ms and retries; \
+                 a reply later than that reaches the user only on a retry, or as a 客服消息. 4500 is safe",
+                app.reply_deadline_ms
             ));
         }
         if app.secret.is_none() {

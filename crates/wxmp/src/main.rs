@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
-use wxmp::config::{Config, ProcessEnv};
+use wxmp::config::{parse_listen, Config, ProcessEnv};
 use wxmp::emulator::{EmulatedApp, EmulatorConfig};
 use wxmp::logging::{self, LogFormat};
 use wxmp::{check, dev, send, server, shutdown};
@@ -46,8 +46,8 @@ struct ServeArgs {
     /// Config file [default: $WXMP_CONFIG, then wxmp.toml].
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address to bind (overrides the config's `listen`).
-    #[arg(long)]
+    /// Address to bind, `ip:port` or `host:port` (overrides the config's `listen`).
+    #[arg(long, value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// No config: an in-process emulator, an app `demo`, SQLite under ./wxmp-data/.
     #[arg(long, conflicts_with = "config")]
@@ -60,8 +60,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct EmulatorArgs {
-    /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1:9800")]
+    /// Address to bind, `ip:port` or `host:port`.
+    #[arg(long, default_value = "127.0.0.1:9800", value_parser = parse_listen)]
     listen: SocketAddr,
     /// An app as APPID:SECRET (repeatable). Default: the dev app wx0123456789abcdef:wxmp-demo-secret.
     #[arg(long = "app")]
@@ -97,32 +97,43 @@ struct CheckArgs {
 enum SignCommand {
     /// The GET/POST `signature`: sha1 of sorted token, timestamp, nonce.
     Signature {
+        /// The 服务器配置 Token (the one entered on the console, not an access_token).
         #[arg(long)]
         token: String,
+        /// The `timestamp` query parameter, as WeChat sent it.
         #[arg(long)]
         timestamp: String,
+        /// The `nonce` query parameter, as WeChat sent it.
         #[arg(long)]
         nonce: String,
     },
     /// The encrypted-mode `msg_signature` over an `Encrypt` value.
     MsgSignature {
+        /// The 服务器配置 Token.
         #[arg(long)]
         token: String,
+        /// The `timestamp` query parameter (or the reply's `TimeStamp`).
         #[arg(long)]
         timestamp: String,
+        /// The `nonce` query parameter (or the reply's `Nonce`).
         #[arg(long)]
         nonce: String,
+        /// The Base64 text of the `<Encrypt>` element, exactly as in the body.
         #[arg(long)]
         encrypt: String,
     },
     /// The JS-SDK `wx.config` signature (the URL's #fragment is dropped).
     Jssdk {
+        /// The jsapi_ticket (GET /v1/apps/{app}/tickets/jsapi gives it).
         #[arg(long)]
         ticket: String,
+        /// The `nonceStr` the page passes to wx.config.
         #[arg(long)]
         noncestr: String,
+        /// The `timestamp` the page passes to wx.config (Unix seconds).
         #[arg(long)]
         timestamp: String,
+        /// The page's full URL as the browser has it, query included.
         #[arg(long)]
         url: String,
     },
@@ -191,8 +202,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // test) learns where the server is.
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "wxmp serving");
+    announce_callback_urls(&built.state.config, bound);
     server::run(listener, built.router(), shutdown::signal()).await?;
     Ok(())
+}
+
+/// One log line per app with its 服务器地址(URL), ready to paste into the console.
+fn announce_callback_urls(config: &Config, bound: SocketAddr) {
+    let base = format!("http://{bound}");
+    for name in config.apps.keys() {
+        let url = format!("{base}/wx/{name}");
+        tracing::info!(app = %name, %url, "callback URL (服务器地址)");
+    }
+    if !config.apps.is_empty() && !matches!(bound.port(), 80 | 443) {
+        tracing::info!(
+            "WeChat only calls ports 80 and 443: in the console, enter the https:// URL of the \
+             proxy in front of this port, with the same /wx/{{app}} path"
+        );
+    }
 }
 
 async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {

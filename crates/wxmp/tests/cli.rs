@@ -187,3 +187,186 @@ async fn check_never_prints_the_upstream_password() {
         );
     }
 }
+
+#[test]
+fn sign_options_all_have_help() {
+    for sub in ["signature", "msg-signature", "jssdk"] {
+        let out = wxmp(&["sign", sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = help.lines().collect();
+        let mut options = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            if !trimmed.starts_with("--") || trimmed.starts_with("--help") {
+                continue;
+            }
+            options += 1;
+            // `--token <TOKEN>  The …` on one line, or the description on the next.
+            let after_value = trimmed.split_once('>').map_or("", |(_, rest)| rest.trim());
+            let next = lines.get(i + 1).map_or("", |l| l.trim());
+            assert!(
+                !after_value.is_empty() || (!next.is_empty() && !next.starts_with('-')),
+                "`wxmp sign {sub}` option without help: {line:?}\n{help}"
+            );
+        }
+        assert!(options >= 3, "{help}");
+    }
+}
+
+#[test]
+fn check_warns_about_a_reply_deadline_past_wechats_5_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxmp.toml");
+    let config = |ms: u32| {
+        format!(
+            "[store]\nbackend = \"memory\"\n[apps.demo]\nappid = \"{APPID}\"\ntoken = \"pamtest\"\n\
+             reply_deadline_ms = {ms}\n[apps.demo.auto_reply]\ndefault = \"hi\"\n"
+        )
+    };
+    std::fs::write(&path, config(8000)).unwrap();
+    let out = wxmp(&["check", "--offline", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a warning is not an error: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("warn:") && l.contains("reply_deadline_ms = 8000")),
+        "{stdout}"
+    );
+    std::fs::write(&path, config(4500)).unwrap();
+    let out = wxmp(&["check", "--offline", "--config", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("reply_deadline_ms"), "{stdout}");
+}
+
+/// `serve --listen localhost:PORT` binds (host names resolve), and the start-up log names each
+/// app's callback URL.
+#[test]
+fn serve_accepts_a_host_name_and_prints_each_callback_url() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxmp.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\nbackend = \"memory\"\n[apps.demo]\nappid = \"{APPID}\"\ntoken = \"pamtest\"\n\
+             [apps.shop]\nappid = \"{APPID}\"\ntoken = \"pamtest\"\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wxmp"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .args(["--listen", &format!("localhost:{port}")])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Killed(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let want = [
+        format!("http://127.0.0.1:{port}/wx/demo"),
+        format!("http://127.0.0.1:{port}/wx/shop"),
+    ];
+    while !want
+        .iter()
+        .all(|w| seen.iter().any(|l: &String| l.contains(w)))
+    {
+        match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no callback URLs printed: {seen:#?}"),
+        }
+    }
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let out = wxmp(&["serve", "--listen", "no-such-host.invalid:80"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot resolve"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `rust-version` is the real minimum: no locked dependency needs a newer Rust.
+#[test]
+fn rust_version_covers_every_locked_dependency() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let manifest = std::fs::read_to_string(format!("{root}/Cargo.toml")).unwrap();
+    let ours = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .expect("the workspace declares rust-version");
+    let parse = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-vV")
+        .output()
+        .unwrap();
+    let rustc = String::from_utf8_lossy(&rustc.stdout).into_owned();
+    let host = rustc
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap()
+        .to_owned();
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(["--filter-platform", &host])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let needed = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| Some((p["rust_version"].as_str()?, p["name"].as_str()?)))
+        .max_by(|a, b| parse(a.0).cmp(&parse(b.0)))
+        .unwrap();
+    assert!(
+        parse(needed.0) <= parse(&ours),
+        "{} needs Rust {} but Cargo.toml says rust-version = {ours}",
+        needed.1,
+        needed.0
+    );
+}

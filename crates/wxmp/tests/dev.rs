@@ -162,3 +162,75 @@ fn run_dev_once(bin: &str, dir: &std::path::Path) {
     });
     assert!(dir.join("wxmp-data").is_dir(), "SQLite under ./wxmp-data/");
 }
+
+/// `wxmp send --help`'s first example, run as printed (only the port differs) against
+/// `serve --dev`: the newcomer's first try must not be a 400.
+#[test]
+fn send_helps_first_example_and_send_config_work_against_serve_dev() {
+    let bin = env!("CARGO_BIN_EXE_wxmp");
+    let help = Command::new(bin).args(["send", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let example = help
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("wxmp send "))
+        .unwrap_or_else(|| panic!("no example in send --help:\n{help}"));
+    assert!(
+        example.contains("127.0.0.1:8080"),
+        "the example no longer targets serve --dev's default address: {example}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(bin)
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    read_banner(&mut child);
+    let _server = Killed(child);
+
+    let example = example.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let args: Vec<&str> = example
+        .strip_prefix("wxmp send ")
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let out = Command::new(bin).arg("send").args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{example}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pong"), "{stdout}");
+
+    // `send --config` with a production-like file: API keys, AppSecrets and another app's
+    // values come from "$NAME"s this machine does not have; sending only needs demo's
+    // callback keys, so it must not ask for them.
+    let config = dir.path().join("wxmp.toml");
+    std::fs::write(
+        &config,
+        "[api]\nkeys = [\"$WXMP_TEST_UNSET_API_KEY\"]\n\
+         [apps.demo]\nappid = \"wx0123456789abcdef\"\nsecret = \"$WXMP_TEST_UNSET_SECRET\"\n\
+         token = \"pamtest\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"\n\
+         [apps.other]\nappid = \"$WXMP_TEST_UNSET_APPID\"\ntoken = \"$WXMP_TEST_UNSET_TOKEN\"\n",
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["send", "--url", &format!("http://127.0.0.1:{port}/wx/demo")])
+        .args(["--config", config.to_str().unwrap(), "text", "ping"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pong"), "{stdout}");
+}

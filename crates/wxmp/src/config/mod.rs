@@ -12,7 +12,9 @@
 
 mod app;
 mod env;
+mod listen;
 mod store;
+mod subset;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +31,7 @@ pub use self::app::{
 };
 use self::env::env_reference;
 pub use self::env::{Environment, ProcessEnv, Secret};
+pub use self::listen::parse_listen;
 use self::store::{store_config, RawStore};
 pub use self::store::{StoreConfig, DEFAULT_SQLITE_PATH};
 
@@ -91,7 +94,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub(crate) struct RawConfig {
     listen: Option<String>,
     upstream: Option<String>,
     #[serde(default)]
@@ -166,12 +169,8 @@ impl Config {
 
         let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = c.resolve("listen", listen_text).and_then(|l| {
-            l.parse::<SocketAddr>()
-                .map_err(|_| {
-                    c.problem(format!(
-                        "listen = {l:?} is not an address like \"127.0.0.1:8080\""
-                    ))
-                })
+            parse_listen(&l)
+                .map_err(|e| c.problem(format!("listen = {e}")))
                 .ok()
         });
 

@@ -54,10 +54,11 @@ pub const DEFAULT_RETRIES: u32 = 2;
     group(ArgGroup::new("credentials").required(true).args(["config", "token"])),
     subcommand_value_name = "MESSAGE",
     subcommand_help_heading = "Messages",
-    after_help = "Examples:\n  \
-        wxmp send --url http://127.0.0.1:8080/wx/demo --token pamtest text ping\n  \
+    after_help = "Examples (the first one runs as shown against `wxmp serve --dev`):\n  \
+        wxmp send --url http://127.0.0.1:8080/wx/demo --token pamtest --aes-key abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG --appid wx0123456789abcdef text ping\n  \
         wxmp send --url http://127.0.0.1:8080/wx/demo --config wxmp.toml --app demo event subscribe\n  \
-        wxmp send --url http://127.0.0.1:8080/wx/demo --config wxmp.toml --verify"
+        wxmp send --url http://127.0.0.1:8080/wx/demo --config wxmp.toml --verify\n  \
+        wxmp send --url http://127.0.0.1:8080/wx/shop --token pamtest text ping    (an app in plain mode)"
 )]
 pub struct SendArgs {
     /// The callback URL (服务器地址), e.g. http://127.0.0.1:8080/wx/demo.
@@ -395,25 +396,28 @@ fn credentials_from_flags(args: &CredentialArgs) -> Result<Credentials, SendErro
     Ok(Credentials { token, security })
 }
 
-/// Credentials of an app in a wxmp config file; `mode` overrides the app's.
+/// Credentials of an app in a wxmp config file; `mode` overrides the app's. Only that app's
+/// callback keys are resolved, so `"$NAME"`s elsewhere in the file (API keys, AppSecrets)
+/// need not be set on the machine sending.
 fn credentials_from_config(
     path: &std::path::Path,
     app: Option<&str>,
     url: &Url,
     mode: Option<Mode>,
 ) -> Result<Credentials, SendError> {
-    let config = Config::load(path, &ProcessEnv)
-        .map_err(|e| anyhow::anyhow!("invalid config: {}", e.problems.join("; ")))?;
+    let invalid = |e: crate::config::ConfigError| {
+        anyhow::anyhow!("invalid config: {}", e.problems.join("; "))
+    };
+    let names = Config::app_names(path).map_err(invalid)?;
     let name = match app {
         Some(name) => name.to_owned(),
-        None => infer_app(&config, url)?,
+        None => infer_app(&names, url)?,
     };
-    let Some(app) = config.app(&name) else {
-        let known: Vec<&str> = config.apps.keys().map(String::as_str).collect();
+    let Some(app) = Config::load_callback_app(path, &ProcessEnv, &name).map_err(invalid)? else {
         return Err(anyhow::anyhow!(
             "{} has no app {name:?} (it has: {})",
             path.display(),
-            known.join(", ")
+            names.join(", ")
         )
         .into());
     };
@@ -432,7 +436,7 @@ fn credentials_from_config(
 }
 
 /// The app a `/wx/NAME` URL names, or the config's only app.
-fn infer_app(config: &Config, url: &Url) -> anyhow::Result<String> {
+fn infer_app(names: &[String], url: &Url) -> anyhow::Result<String> {
     let segments: Vec<&str> = url
         .path_segments()
         .map(Iterator::collect)
@@ -441,21 +445,17 @@ fn infer_app(config: &Config, url: &Url) -> anyhow::Result<String> {
         .windows(2)
         .find(|pair| pair[0] == "wx")
         .map(|pair| pair[1])
-        .filter(|name| config.app(name).is_some());
+        .filter(|name| names.iter().any(|n| n == name));
     if let Some(name) = from_url {
         return Ok(name.to_owned());
     }
-    let mut names = config.apps.keys();
-    match (names.next(), names.next()) {
-        (Some(only), None) => Ok(only.clone()),
-        (None, _) => anyhow::bail!("the config has no [apps.…]"),
-        (Some(_), Some(_)) => {
-            let known: Vec<&str> = config.apps.keys().map(String::as_str).collect();
-            anyhow::bail!(
-                "name the app with --app (the config has: {})",
-                known.join(", ")
-            )
-        }
+    match names {
+        [only] => Ok(only.clone()),
+        [] => anyhow::bail!("the config has no [apps.…]"),
+        _ => anyhow::bail!(
+            "name the app with --app (the config has: {})",
+            names.join(", ")
+        ),
     }
 }
 
