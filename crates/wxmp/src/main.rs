@@ -137,6 +137,27 @@ enum SignCommand {
         #[arg(long)]
         url: String,
     },
+    /// The 卡券 cardExt signature: sha1 of the sorted values (empty code/openid included).
+    CardExt {
+        /// The wx_card api_ticket.
+        #[arg(long)]
+        ticket: String,
+        /// The cardExt `nonce_str`.
+        #[arg(long)]
+        nonce_str: String,
+        /// The cardExt `timestamp` (Unix seconds).
+        #[arg(long)]
+        timestamp: String,
+        /// The card's `card_id`.
+        #[arg(long)]
+        card_id: String,
+        /// The card `code`, when the card has a custom code.
+        #[arg(long, default_value = "")]
+        code: String,
+        /// The user's OpenID, when the card may only go to one user.
+        #[arg(long, default_value = "")]
+        openid: String,
+    },
 }
 
 fn config_path(flag: Option<PathBuf>) -> PathBuf {
@@ -270,5 +291,21 @@ fn sign(cmd: SignCommand) -> anyhow::Result<String> {
             timestamp,
             url,
         } => wxmp_proto::jssdk::jsapi_signature(&ticket, &noncestr, &timestamp, &url).to_string(),
+        SignCommand::CardExt {
+            ticket,
+            nonce_str,
+            timestamp,
+            card_id,
+            code,
+            openid,
+        } => wxmp_proto::jssdk::card_ext_signature(&wxmp_proto::jssdk::CardExt {
+            api_ticket: &ticket,
+            nonce_str: &nonce_str,
+            timestamp: &timestamp,
+            card_id: &card_id,
+            code: &code,
+            openid: &openid,
+        })
+        .to_string(),
     })
 }

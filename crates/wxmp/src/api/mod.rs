@@ -5,6 +5,7 @@
 //! middleware comparing the bearer key with every configured key in constant time, so a
 //! timing probe learns neither which key nor how much of it matched.
 
+pub mod card_ext;
 pub mod jssdk;
 pub mod proxy;
 
@@ -33,6 +34,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/v1/apps/{app}/tickets/{kind}", get(ticket))
         .route("/v1/apps/{app}/jssdk/config", post(jssdk::config))
+        .route("/v1/apps/{app}/card_ext", post(card_ext::card_ext))
         .route("/v1/apps/{app}/proxy/{*path}", any(proxy::proxy))
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }

@@ -144,6 +144,9 @@ pub(crate) enum ReplyChannel {
     Encrypted {
         /// The request's `nonce`.
         nonce: String,
+        /// The push was encrypted with `encoding_aes_key_previous`, so the reply is too: while
+        /// the console's key change spreads, the sender only knows the key it used.
+        previous_key: bool,
     },
 }
 
@@ -155,10 +158,19 @@ impl ReplyChannel {
         let Some(xml) = reply else {
             return success();
         };
-        let Self::Encrypted { nonce } = self else {
+        let Self::Encrypted {
+            nonce,
+            previous_key,
+        } = self
+        else {
             return xml_response(xml.to_owned());
         };
-        let Some(crypt) = &app.crypt else {
+        let key = if *previous_key {
+            &app.crypt_previous
+        } else {
+            &app.crypt
+        };
+        let Some(crypt) = key else {
             // Unreachable: the request was decrypted with this very key.
             tracing::error!(app = %app.name, "encrypted push but no EncodingAESKey; answering success");
             return success();
@@ -282,13 +294,28 @@ async fn open(
                 msg_signature,
             )
             .map_err(|_| Refusal::BadSignature)?;
-            let plaintext = crypt.decrypt(verified).map_err(Refusal::undecryptable)?;
+            let (plaintext, previous_key) = match crypt.decrypt(verified) {
+                Ok(plaintext) => (plaintext, false),
+                // `msg_signature` does not involve the key, so a push sealed with the key
+                // being replaced passes the check above and only fails here.
+                Err(e) => match &app.crypt_previous {
+                    Some(previous) => match previous.decrypt(verified) {
+                        Ok(plaintext) => {
+                            tracing::debug!(app = %app.name, "push decrypted with encoding_aes_key_previous");
+                            (plaintext, true)
+                        }
+                        Err(_) => return Err(Refusal::undecryptable(e)),
+                    },
+                    None => return Err(Refusal::undecryptable(e)),
+                },
+            };
             let message =
                 Message::parse(plaintext.msg.as_bytes()).map_err(|e| Refusal::bad_xml(&e, true))?;
             Ok((
                 message,
                 ReplyChannel::Encrypted {
                     nonce: nonce.clone(),
+                    previous_key,
                 },
             ))
         }

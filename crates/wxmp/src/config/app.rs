@@ -1,5 +1,6 @@
-//! `[apps.NAME]`: one official account — its credentials, callback mode, JS-SDK domains,
-//! webhook and console-style auto replies.
+//! `[apps.NAME]`: one official account — its credentials, callback mode (with the key being
+//! replaced during an EncodingAESKey change), JS-SDK domains, webhook and console-style auto
+//! replies.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +58,10 @@ pub struct AppConfig {
     pub token: Token,
     /// The crypter, when an EncodingAESKey is configured.
     pub crypt: Option<MsgCrypt>,
+    /// The crypter of the key being replaced (`encoding_aes_key_previous`): tried when the
+    /// current one cannot decrypt a push, so messages WeChat encrypted with the old key during
+    /// a change in the console are not lost.
+    pub crypt_previous: Option<MsgCrypt>,
     /// 消息加解密方式.
     pub mode: Mode,
     /// Which token endpoint to use.
@@ -85,6 +90,7 @@ impl AppConfig {
             secret: None,
             token,
             crypt: None,
+            crypt_previous: None,
             mode: Mode::Plain,
             token_api: TokenApi::Stable,
             js_domains: Vec::new(),
@@ -102,6 +108,7 @@ pub(super) struct RawApp {
     secret: Option<String>,
     token: String,
     encoding_aes_key: Option<String>,
+    encoding_aes_key_previous: Option<String>,
     mode: Option<Mode>,
     token_api: Option<TokenApi>,
     #[serde(default)]
@@ -172,6 +179,36 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
         }),
         None => None,
     };
+    let aes_key_previous = match raw.encoding_aes_key_previous {
+        Some(k) => c
+            .resolve(&key("encoding_aes_key_previous"), &k)
+            .and_then(|k| {
+                EncodingAesKey::parse(&k)
+                    .map_err(|e| {
+                        c.problem(format!(
+                            "{}: {e} (the 43-character EncodingAESKey being replaced)",
+                            key("encoding_aes_key_previous")
+                        ))
+                    })
+                    .ok()
+            }),
+        None => None,
+    };
+    if let Some(previous) = &aes_key_previous {
+        match &aes_key {
+            None if c.problems.len() == before => c.problem(format!(
+                "{} is set but {} is missing: the previous key only helps next to the current one",
+                key("encoding_aes_key_previous"),
+                key("encoding_aes_key")
+            )),
+            Some(current) if current == previous => c.problem(format!(
+                "{} is the same as {}: set it to the key being replaced, or remove it",
+                key("encoding_aes_key_previous"),
+                key("encoding_aes_key")
+            )),
+            _ => {}
+        }
+    }
     let mode = raw.mode.unwrap_or(if aes_key.is_some() {
         Mode::Safe
     } else {
@@ -210,9 +247,11 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
     }
     let appid = appid?;
     let crypt = aes_key.map(|k| MsgCrypt::new(k, appid.clone()));
+    let crypt_previous = aes_key_previous.map(|k| MsgCrypt::new(k, appid.clone()));
     Some(AppConfig {
         secret,
         crypt,
+        crypt_previous,
         mode,
         token_api: raw.token_api.unwrap_or(TokenApi::Stable),
         js_domains,

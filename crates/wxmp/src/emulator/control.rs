@@ -1,8 +1,8 @@
 //! The emulator's own control API under `/_emulator/`, for tests and scripts in another process.
 //!
 //! A standalone `wxmp emulator` is driven over HTTP the same way an in-process test drives
-//! [`Emulator`]: read counters and received 客服消息, inject and clear faults, expire tokens, set
-//! an IP whitelist. Each handler maps one [`Emulator`] method to JSON; the route list and body
+//! [`Emulator`]: read counters and received 客服消息, inject and clear faults, expire or revoke
+//! tokens, set an IP whitelist. Each handler maps one [`Emulator`] method to JSON; the route list and body
 //! shapes are documented on [`Emulator::router`]. Errors use the business API's shape,
 //! `{"error":{"code":"…","message":"…"}}`, so they cannot be mistaken for WeChat's. Secrets are
 //! never returned.
@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Emulator> {
             get(list_faults).post(add_fault).delete(clear_faults),
         )
         .route("/_emulator/expire", post(expire))
+        .route("/_emulator/revoke", post(revoke))
         .route("/_emulator/whitelist", put(whitelist))
 }
 
@@ -125,6 +126,13 @@ async fn expire(State(emulator): State<Emulator>, RawQuery(q): RawQuery) -> Answ
     Ok(Json(json!({ "appid": appid, "expired": expired })).into_response())
 }
 
+/// `POST /_emulator/revoke?appid=`: a foreign refresh, as far as wxmp can tell.
+async fn revoke(State(emulator): State<Emulator>, RawQuery(q): RawQuery) -> Answer {
+    let appid = known_appid(&emulator, q.as_deref())?;
+    let revoked = emulator.revoke_tokens(&appid);
+    Ok(Json(json!({ "appid": appid, "revoked": revoked })).into_response())
+}
+
 /// The body of `PUT /_emulator/whitelist`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +189,17 @@ mod tests {
         assert_eq!(v["error"]["code"], "bad_request");
         let (status, _) = send(&emulator, "POST", "/_emulator/expire?appid=nope", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = send(&emulator, "POST", "/_emulator/revoke?appid=nope", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, v) = send(
+            &emulator,
+            "POST",
+            "/_emulator/revoke?appid=wx0123456789abcdef",
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["revoked"], 0, "nothing issued yet");
         let (status, v) = send(&emulator, "POST", "/_emulator/faults", "{\"errcode\":").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(v["error"]["code"], "bad_fault");

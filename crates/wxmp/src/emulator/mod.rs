@@ -201,6 +201,8 @@ impl Emulator {
     ///   - `DELETE /_emulator/faults` — `{"cleared":n}`.
     ///   - `POST /_emulator/expire?appid=` — `{"appid","expired":n}`: every usable token of the
     ///     app now answers 42001.
+    ///   - `POST /_emulator/revoke?appid=` — `{"appid","revoked":n}`: another party holding the
+    ///     AppSecret refreshed; every token the app held answers 40001 now.
     ///   - `PUT /_emulator/whitelist?appid=` — body `{"ips":["127.0.0.1"]}`; `{"ips":null}`
     ///     removes the whitelist.
     /// * Anything else: 404.
@@ -287,6 +289,14 @@ impl Emulator {
     pub fn expire_all_tokens(&self, appid: &str) -> usize {
         self.lock()
             .expire_all_tokens(appid, tokio::time::Instant::now())
+    }
+
+    /// Acts out another party refreshing with the app's AppSecret: every token the app held
+    /// answers 40001 from now on, and each token family has a new current token that wxmp never
+    /// saw (see `/_emulator/revoke`). Returns how many usable tokens died.
+    pub fn revoke_tokens(&self, appid: &str) -> usize {
+        self.lock()
+            .revoke_tokens(appid, tokio::time::Instant::now())
     }
 
     /// The newest `/cgi-bin/token` token issued to the app, usable or not.

@@ -767,6 +767,34 @@ impl State {
         n
     }
 
+    /// Acts out a refresh by someone else holding the AppSecret (an old server, a script): each
+    /// family that has issued a token issues a new one to that other party, and every token the
+    /// app held so far dies now with 40001, as once WeChat's overlap after a foreign refresh is
+    /// over. A stable_token call in normal mode then gets the other party's token, as on the
+    /// real platform. Returns how many usable tokens died.
+    pub fn revoke_tokens(&mut self, appid: &str, now: Instant) -> usize {
+        let Some(app) = self.apps.get_mut(appid) else {
+            return 0;
+        };
+        let s = &self.settings;
+        let mut revoked = 0;
+        for slots in [&mut app.classic, &mut app.stable] {
+            if slots.current.is_none() {
+                continue;
+            }
+            let old = [slots.current.clone(), slots.previous.clone()];
+            self.tokens
+                .issue(slots, appid, s.token_lifetime, s.overlap, now);
+            for token in old.iter().flatten() {
+                if self.tokens.remaining(token, now).is_some() {
+                    revoked += 1;
+                }
+                self.tokens.kill_at(token, now);
+            }
+        }
+        revoked
+    }
+
     /// The newest token of a family, dead or alive.
     pub fn current_token(&self, appid: &str, stable: bool) -> Option<String> {
         let app = self.apps.get(appid)?;
@@ -1025,6 +1053,25 @@ mod tests {
         assert_eq!(rig.use_token(&s), 42001);
         let s2 = rig.stable(false)["access_token"].clone();
         assert_ne!(s2, s, "stable renews an expired token");
+    }
+
+    #[test]
+    fn revoke_acts_out_a_foreign_refresh() {
+        let mut rig = Rig::new(config());
+        let c = rig.classic()["access_token"].clone();
+        let s = rig.stable(false)["access_token"].clone();
+        assert_eq!(rig.state.revoke_tokens(APPID, rig.clock.now), 2);
+        assert_eq!(rig.use_token(&c), 40001, "no overlap left");
+        assert_eq!(rig.use_token(&s), 40001);
+        let foreign = rig.state.current_token(APPID, true).unwrap();
+        let s2 = rig.stable(false)["access_token"].clone();
+        assert_eq!(
+            s2,
+            foreign.as_str(),
+            "normal mode hands out the other party's token"
+        );
+        assert_eq!(rig.use_token(&s2), 0);
+        assert_eq!(rig.state.revoke_tokens("wx_unknown", rig.clock.now), 0);
     }
 
     #[test]
