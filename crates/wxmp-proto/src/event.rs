@@ -1,19 +1,26 @@
 //! Event pushes (`MsgType` = `event`, 接收事件推送, SPEC.md §3.2) as typed values.
 //!
 //! WeChat tells a server about things users *did* — followed, scanned a 带参数二维码, tapped a
-//! 自定义菜单 button, shared a location — and about jobs it finished (模板消息, 群发), all as
-//! `<xml>` bodies with an `Event` name. [`Event`] has one variant per documented name, with
-//! the fields that event carries, and [`Event::Unknown`] for every other name: WeChat adds
-//! events without notice and a server must still answer them. Names are matched exactly, as
-//! the docs spell them (`SCAN`, `LOCATION`, `CLICK`, `VIEW` upper case; the others lower;
-//! the job events all caps).
+//! 自定义菜单 button, shared a location, answered a 订阅通知 popup, talked to 客服 — and about
+//! things that happened to the account (jobs finished, 微信认证 results, users revoking what
+//! they authorised), all as `<xml>` bodies with an `Event` name. [`Event`] has one variant
+//! per documented name, with the fields that event carries, and [`Event::Unknown`] for every
+//! other name: WeChat adds events without notice and a server must still answer them. Names
+//! are matched exactly, as the docs spell them (`SCAN`, `LOCATION`, `CLICK`, `VIEW` upper
+//! case; the others lower; the job events all caps).
 //!
 //! Fields are read by the rules in [`crate::message`]: missing text is `""`, conditional
 //! fields are `None` when absent or empty, numbers must parse. The containers that are the
-//! point of a menu event (`ScanCodeInfo`, `SendPicsInfo`, `SendLocationInfo`) are required.
+//! point of an event (`ScanCodeInfo`, `SendPicsInfo`, `SendLocationInfo`,
+//! `SubscribeMsgPopupEvent`, `PublishEventInfo`, …) are required. A known event whose fields
+//! break these rules (a `Latitude` that is not a number) is [`Event::Malformed`], with the
+//! reason: the push passed its signature check, so it came from WeChat, and answering it
+//! with an error would show the user "该公众号暂时无法提供服务" over a field the server may
+//! not even read. It is forwarded like an unknown event, its fields in
+//! [`crate::Message::raw`].
 
 use crate::message::fields::{
-    container, f64_field, optional, required, string, u32_field, u64_field,
+    container, f64_field, i64_field, optional, required, string, u32_field, u64_field,
 };
 use crate::xml::Element;
 use crate::Error;
@@ -21,8 +28,9 @@ use crate::Error;
 /// An event push, keyed by its `Event` name.
 ///
 /// WeChat docs: 接收事件推送 (subscribe, SCAN, LOCATION, CLICK, VIEW), 自定义菜单事件推送
-/// (the `scancode_*`, `pic_*` and `location_select` menu events), 模板消息 (送达结果) and
-/// 群发接口 (群发结果).
+/// (the `scancode_*`, `pic_*`, `location_select` and `view_miniprogram` menu events),
+/// 模板消息 (送达结果), 群发接口 (群发结果), 订阅通知 (事件推送), 客服 (会话状态通知), 发布能力
+/// (发布回调), 微信认证事件推送 and 授权用户资料变更.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// `subscribe` — 关注. Through a 带参数二维码 the user did not yet follow, `EventKey` is
@@ -132,11 +140,183 @@ pub enum Event {
         /// `ArticleUrlResult`: the published articles' URLs, kept as parsed.
         article_url_result: Option<Element>,
     },
+    /// `view_miniprogram` — a `miniprogram` menu button opened a 小程序.
+    ViewMiniprogram {
+        /// `EventKey`: the 小程序 page path, e.g. `pages/index/index`.
+        event_key: String,
+        /// `MenuId`: the personalised menu's id, when the button belongs to one.
+        menu_id: Option<String>,
+    },
+    /// `subscribe_msg_popup_event` — the user answered a 订阅通知 popup: one entry per
+    /// template in it.
+    SubscribeMsgPopupEvent {
+        /// `SubscribeMsgPopupEvent/List`, in order.
+        list: Vec<SubscribeMsgPopup>,
+    },
+    /// `subscribe_msg_change_event` — the user changed a 订阅通知 in the service
+    /// notification settings (WeChat only reports refusals).
+    SubscribeMsgChangeEvent {
+        /// `SubscribeMsgChangeEvent/List`, in order.
+        list: Vec<SubscribeMsgChange>,
+    },
+    /// `subscribe_msg_sent_event` — the result of sending a 订阅通知.
+    SubscribeMsgSentEvent {
+        /// `SubscribeMsgSentEvent/List`, in order.
+        list: Vec<SubscribeMsgSent>,
+    },
+    /// `kf_create_session` — a 客服 agent took the conversation.
+    KfCreateSession {
+        /// `KfAccount`: the agent, `account@wechat_id`.
+        kf_account: String,
+    },
+    /// `kf_close_session` — a 客服 agent closed the conversation.
+    KfCloseSession {
+        /// `KfAccount`: the agent.
+        kf_account: String,
+    },
+    /// `kf_switch_session` — the conversation moved to another 客服 agent.
+    KfSwitchSession {
+        /// `FromKfAccount`: the agent who had it.
+        from_kf_account: String,
+        /// `ToKfAccount`: the agent who has it now.
+        to_kf_account: String,
+    },
+    /// `user_info_modified` — WeChat cleaned up a user's authorised profile (nickname,
+    /// avatar); refresh what was stored from 网页授权.
+    UserInfoModified {
+        /// `OpenID`: the user.
+        open_id: String,
+        /// `AppID`: the app the user had authorised.
+        app_id: String,
+    },
+    /// `user_authorization_revoke` — the user withdrew authorised information; delete it.
+    UserAuthorizationRevoke {
+        /// `OpenID`: the user.
+        open_id: String,
+        /// `AppID`: the app the user had authorised.
+        app_id: String,
+        /// `RevokeInfo`: which information was withdrawn, as WeChat codes it.
+        revoke_info: String,
+    },
+    /// `user_authorization_cancellation` — the user deleted their WeChat account.
+    UserAuthorizationCancellation {
+        /// `OpenID`: the user.
+        open_id: String,
+        /// `AppID`: the app the user had authorised.
+        app_id: String,
+    },
+    /// `PUBLISHJOBFINISH` — 发布回调: a 发布 job ended (sent from `mphelper`).
+    PublishJobFinish {
+        /// `PublishEventInfo`.
+        publish_event_info: PublishEventInfo,
+    },
+    /// `qualification_verify_success` — 资质认证成功: the interfaces are unlocked.
+    QualificationVerifySuccess {
+        /// `ExpiredTime`: when the verification expires, Unix seconds.
+        expired_time: u64,
+    },
+    /// `qualification_verify_fail` — 资质认证失败.
+    QualificationVerifyFail {
+        /// `FailTime`: Unix seconds.
+        fail_time: u64,
+        /// `FailReason`.
+        fail_reason: String,
+    },
+    /// `naming_verify_success` — 名称认证成功.
+    NamingVerifySuccess {
+        /// `ExpiredTime`: when the verification expires, Unix seconds.
+        expired_time: u64,
+    },
+    /// `naming_verify_fail` — 名称认证失败 (the interfaces stay unlocked).
+    NamingVerifyFail {
+        /// `FailTime`: Unix seconds.
+        fail_time: u64,
+        /// `FailReason`.
+        fail_reason: String,
+    },
+    /// `annual_renew` — 年审通知: the verification must be renewed.
+    AnnualRenew {
+        /// `ExpiredTime`: when the verification expires, Unix seconds.
+        expired_time: u64,
+    },
+    /// `verify_expired` — 认证过期失效通知.
+    VerifyExpired {
+        /// `ExpiredTime`: when the verification expired, Unix seconds.
+        expired_time: u64,
+    },
+    /// A known `Event` whose fields do not read (a number that does not parse, a required
+    /// container missing); the fields are in [`crate::Message::raw`]. See the module docs.
+    Malformed {
+        /// The `Event` as sent.
+        event: String,
+        /// What did not read, naming the element (e.g. `<Latitude> is not a number`).
+        reason: String,
+    },
     /// An `Event` name this crate does not know; the fields are in [`crate::Message::raw`].
     Unknown {
         /// The `Event` as sent.
         event: String,
     },
+}
+
+/// One template of a `subscribe_msg_popup_event`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubscribeMsgPopup {
+    /// `TemplateId`.
+    pub template_id: String,
+    /// `SubscribeStatusString`: `accept` or `reject`.
+    pub subscribe_status_string: String,
+    /// `PopupScene`: where the popup came from (`1` an H5 page, `2` a message; `0` in a
+    /// 小程序).
+    pub popup_scene: u32,
+}
+
+/// One template of a `subscribe_msg_change_event`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubscribeMsgChange {
+    /// `TemplateId`.
+    pub template_id: String,
+    /// `SubscribeStatusString`: `reject` (the only change WeChat reports).
+    pub subscribe_status_string: String,
+}
+
+/// One message of a `subscribe_msg_sent_event`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubscribeMsgSent {
+    /// `TemplateId`.
+    pub template_id: String,
+    /// `MsgID` (capital D): the id the send API returned.
+    pub msg_id: u64,
+    /// `ErrorCode`: `0` when delivered.
+    pub error_code: i64,
+    /// `ErrorStatus`: `success`, or why it failed.
+    pub error_status: String,
+}
+
+/// `PublishEventInfo` of `PUBLISHJOBFINISH`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PublishEventInfo {
+    /// `publish_id`: the id the 发布 API returned.
+    pub publish_id: u64,
+    /// `publish_status`: `0` published, `1` publishing, `2` 原创 check failed, `3` failed,
+    /// `4` refused by the platform's review, `5` all articles deleted by the user afterwards,
+    /// `6` all articles banned afterwards.
+    pub publish_status: u32,
+    /// `article_id`, on success: usable in 客服消息 (`mpnewsarticle`).
+    pub article_id: Option<String>,
+    /// `article_detail/item`, on success: each article's index and permanent URL.
+    pub article_detail: Vec<PublishedArticle>,
+    /// `fail_idx`, for statuses 2 and 4: the refused articles' indexes, the first being 1.
+    pub fail_idx: Vec<u32>,
+}
+
+/// One `article_detail/item` of a `PUBLISHJOBFINISH`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PublishedArticle {
+    /// `idx`: the article's index, the first being 1.
+    pub idx: u32,
+    /// `article_url`: its permanent link.
+    pub article_url: String,
 }
 
 /// `ScanCodeInfo` of the `scancode_*` menu events.
@@ -178,10 +358,26 @@ pub struct SendLocationInfo {
 
 impl Event {
     /// Reads the event out of the `<xml>` root of a push whose `MsgType` is `event`.
-    /// A missing `Event` element is an error; an unknown name is [`Event::Unknown`].
+    /// A missing `Event` element is an error; an unknown name is [`Event::Unknown`], a known
+    /// one whose fields do not read is [`Event::Malformed`].
     pub(crate) fn from_element(root: &Element) -> Result<Event, Error> {
+        let name = required(root, "Event")?;
+        Ok(
+            Self::typed(name, root).unwrap_or_else(|e| Event::Malformed {
+                event: name.to_owned(),
+                reason: match e {
+                    Error::ParseXml(reason) => reason,
+                    other => other.to_string(),
+                },
+            }),
+        )
+    }
+
+    /// The typed event `name`, or why its fields do not read.
+    fn typed(name: &str, root: &Element) -> Result<Event, Error> {
         let event_key = || string(root, "EventKey");
-        Ok(match required(root, "Event")? {
+        let expired_time = || u64_field(root, "ExpiredTime");
+        Ok(match name {
             "subscribe" => Event::Subscribe {
                 event_key: optional(root, "EventKey"),
                 ticket: optional(root, "Ticket"),
@@ -241,6 +437,83 @@ impl Event {
                 copyright_check_result: root.child("CopyrightCheckResult").cloned(),
                 article_url_result: root.child("ArticleUrlResult").cloned(),
             },
+            "view_miniprogram" => Event::ViewMiniprogram {
+                event_key: event_key(),
+                menu_id: optional(root, "MenuId"),
+            },
+            "subscribe_msg_popup_event" => Event::SubscribeMsgPopupEvent {
+                list: list(root, "SubscribeMsgPopupEvent", |item| {
+                    Ok(SubscribeMsgPopup {
+                        template_id: string(item, "TemplateId"),
+                        subscribe_status_string: string(item, "SubscribeStatusString"),
+                        popup_scene: u32_field(item, "PopupScene")?,
+                    })
+                })?,
+            },
+            "subscribe_msg_change_event" => Event::SubscribeMsgChangeEvent {
+                list: list(root, "SubscribeMsgChangeEvent", |item| {
+                    Ok(SubscribeMsgChange {
+                        template_id: string(item, "TemplateId"),
+                        subscribe_status_string: string(item, "SubscribeStatusString"),
+                    })
+                })?,
+            },
+            "subscribe_msg_sent_event" => Event::SubscribeMsgSentEvent {
+                list: list(root, "SubscribeMsgSentEvent", |item| {
+                    Ok(SubscribeMsgSent {
+                        template_id: string(item, "TemplateId"),
+                        msg_id: u64_field(item, "MsgID")?,
+                        error_code: i64_field(item, "ErrorCode")?,
+                        error_status: string(item, "ErrorStatus"),
+                    })
+                })?,
+            },
+            "kf_create_session" => Event::KfCreateSession {
+                kf_account: string(root, "KfAccount"),
+            },
+            "kf_close_session" => Event::KfCloseSession {
+                kf_account: string(root, "KfAccount"),
+            },
+            "kf_switch_session" => Event::KfSwitchSession {
+                from_kf_account: string(root, "FromKfAccount"),
+                to_kf_account: string(root, "ToKfAccount"),
+            },
+            "user_info_modified" => Event::UserInfoModified {
+                open_id: string(root, "OpenID"),
+                app_id: string(root, "AppID"),
+            },
+            "user_authorization_revoke" => Event::UserAuthorizationRevoke {
+                open_id: string(root, "OpenID"),
+                app_id: string(root, "AppID"),
+                revoke_info: string(root, "RevokeInfo"),
+            },
+            "user_authorization_cancellation" => Event::UserAuthorizationCancellation {
+                open_id: string(root, "OpenID"),
+                app_id: string(root, "AppID"),
+            },
+            "PUBLISHJOBFINISH" => Event::PublishJobFinish {
+                publish_event_info: PublishEventInfo::from_root(root)?,
+            },
+            "qualification_verify_success" => Event::QualificationVerifySuccess {
+                expired_time: expired_time()?,
+            },
+            "qualification_verify_fail" => Event::QualificationVerifyFail {
+                fail_time: u64_field(root, "FailTime")?,
+                fail_reason: string(root, "FailReason"),
+            },
+            "naming_verify_success" => Event::NamingVerifySuccess {
+                expired_time: expired_time()?,
+            },
+            "naming_verify_fail" => Event::NamingVerifyFail {
+                fail_time: u64_field(root, "FailTime")?,
+                fail_reason: string(root, "FailReason"),
+            },
+            "annual_renew" => Event::AnnualRenew {
+                expired_time: expired_time()?,
+            },
+            "verify_expired" => Event::VerifyExpired {
+                expired_time: expired_time()?,
+            },
             other => Event::Unknown {
                 event: other.to_owned(),
             },
@@ -264,12 +537,30 @@ impl Event {
             Event::LocationSelect { .. } => "location_select",
             Event::TemplateSendJobFinish { .. } => "TEMPLATESENDJOBFINISH",
             Event::MassSendJobFinish { .. } => "MASSSENDJOBFINISH",
-            Event::Unknown { event } => event,
+            Event::ViewMiniprogram { .. } => "view_miniprogram",
+            Event::SubscribeMsgPopupEvent { .. } => "subscribe_msg_popup_event",
+            Event::SubscribeMsgChangeEvent { .. } => "subscribe_msg_change_event",
+            Event::SubscribeMsgSentEvent { .. } => "subscribe_msg_sent_event",
+            Event::KfCreateSession { .. } => "kf_create_session",
+            Event::KfCloseSession { .. } => "kf_close_session",
+            Event::KfSwitchSession { .. } => "kf_switch_session",
+            Event::UserInfoModified { .. } => "user_info_modified",
+            Event::UserAuthorizationRevoke { .. } => "user_authorization_revoke",
+            Event::UserAuthorizationCancellation { .. } => "user_authorization_cancellation",
+            Event::PublishJobFinish { .. } => "PUBLISHJOBFINISH",
+            Event::QualificationVerifySuccess { .. } => "qualification_verify_success",
+            Event::QualificationVerifyFail { .. } => "qualification_verify_fail",
+            Event::NamingVerifySuccess { .. } => "naming_verify_success",
+            Event::NamingVerifyFail { .. } => "naming_verify_fail",
+            Event::AnnualRenew { .. } => "annual_renew",
+            Event::VerifyExpired { .. } => "verify_expired",
+            Event::Malformed { event, .. } | Event::Unknown { event } => event,
         }
     }
 
-    /// The `EventKey` of the events that carry one (`None` for a plain `subscribe` and for
-    /// events without a key).
+    /// The `EventKey` of the typed events that carry one (`None` for a plain `subscribe`,
+    /// for events without a key, and for malformed and unknown ones: see
+    /// [`crate::Message::field`]).
     pub fn event_key(&self) -> Option<&str> {
         match self {
             Event::Subscribe { event_key, .. } => event_key.as_deref(),
@@ -281,7 +572,8 @@ impl Event {
             | Event::PicSysphoto { event_key, .. }
             | Event::PicPhotoOrAlbum { event_key, .. }
             | Event::PicWeixin { event_key, .. }
-            | Event::LocationSelect { event_key, .. } => Some(event_key),
+            | Event::LocationSelect { event_key, .. }
+            | Event::ViewMiniprogram { event_key, .. } => Some(event_key),
             _ => None,
         }
     }
@@ -321,6 +613,51 @@ impl SendPicsInfo {
         Ok(SendPicsInfo {
             count: u32_field(info, "Count")?,
             pic_list,
+        })
+    }
+}
+
+/// The `List` entries of the required container `name`, each read by `read`.
+fn list<T>(
+    root: &Element,
+    name: &str,
+    read: impl Fn(&Element) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    container(root, name)?
+        .children_named("List")
+        .map(read)
+        .collect()
+}
+
+impl PublishEventInfo {
+    fn from_root(root: &Element) -> Result<Self, Error> {
+        let info = container(root, "PublishEventInfo")?;
+        let article_detail = match info.child("article_detail") {
+            Some(detail) => detail
+                .children_named("item")
+                .map(|item| {
+                    Ok(PublishedArticle {
+                        idx: u32_field(item, "idx")?,
+                        article_url: string(item, "article_url"),
+                    })
+                })
+                .collect::<Result<_, Error>>()?,
+            None => Vec::new(),
+        };
+        let fail_idx = info
+            .children_named("fail_idx")
+            .map(|idx| {
+                idx.text.trim().parse::<u32>().map_err(|_| {
+                    Error::xml("<fail_idx> in <PublishEventInfo> is not an unsigned integer")
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(PublishEventInfo {
+            publish_id: u64_field(info, "publish_id")?,
+            publish_status: u32_field(info, "publish_status")?,
+            article_id: optional(info, "article_id"),
+            article_detail,
+            fail_idx,
         })
     }
 }

@@ -11,9 +11,10 @@
 //! - [`crypto`]: WXBizMsgCrypt — EncodingAESKey, AES-256-CBC with 32-byte PKCS#7,
 //!   `random ‖ len ‖ msg ‖ AppID`.
 //! - [`envelope`]: the `<Encrypt>` request body and the encrypted reply XML.
-//! - [`xml`]: a bounded XML reader that refuses DOCTYPE and entities.
-//! - [`message`] and [`event`]: every inbound message and event as typed values, unknown ones
-//!   kept as raw fields; the retry dedup key.
+//! - [`xml`]: a bounded XML reader that refuses DOCTYPE, entities and what is not
+//!   well-formed; the element tree every push is read into, and its writer.
+//! - [`message`] and [`event`]: every inbound message and event as typed values, unknown and
+//!   malformed ones kept as raw fields; the retry dedup key.
 //! - [`reply`]: passive replies, rendered as the official docs show them.
 //! - [`jssdk`]: the `wx.config` and `cardExt` signatures.
 //! - [`error`]: one error type mapped to the official -40001 … -40011 codes, and the API's
@@ -40,7 +41,10 @@ pub mod xml;
 pub use crypto::{AppId, EncodingAesKey, MsgCrypt, Plaintext};
 pub use envelope::{EncryptedReply, EncryptedRequest};
 pub use error::{ApiErrcode, Error};
-pub use event::{Event, ScanCodeInfo, SendLocationInfo, SendPicsInfo};
+pub use event::{
+    Event, PublishEventInfo, PublishedArticle, ScanCodeInfo, SendLocationInfo, SendPicsInfo,
+    SubscribeMsgChange, SubscribeMsgPopup, SubscribeMsgSent,
+};
 pub use message::{DedupKey, Message, MessageKind};
 pub use reply::{is_no_reply, Article, RenderedReply, Reply, NO_REPLY};
 pub use signature::{Signature, Token, VerifiedEncrypt};

@@ -9,15 +9,20 @@
 //! The shape follows from what goes wrong in production. WeChat adds push types without
 //! notice, so an unknown `MsgType` or `Event` is a value ([`MessageKind::Unknown`],
 //! [`crate::Event::Unknown`]), never an error: answering a push with an error makes the user
-//! see "该公众号暂时无法提供服务". What *is* an error (-40002, naming the element) is a body
-//! without the header, or a known field whose number does not parse: that body did not come
-//! from WeChat. The reading rules, shared with [`crate::event`]:
+//! see "该公众号暂时无法提供服务". WeChat also changes the shape of pushes it already
+//! documents, so a known type whose fields do not read is a value too
+//! ([`MessageKind::Malformed`], [`crate::Event::Malformed`]), carrying the reason: the push
+//! is still forwarded, raw, and the server can log why it was not typed. What *is* an error
+//! (-40002, naming the element) is a body that is not an `<xml>` push at all: without the
+//! header (`ToUserName`, `FromUserName`, a numeric `CreateTime`, `MsgType`, and `Event` for
+//! events). The reading rules, shared with [`crate::event`]:
 //! - a missing text field of a known type reads as `""` (a `text` without `Content` is an
 //!   empty text, not a broken request);
 //! - a field the docs call conditional (`Recognition`, `MsgDataId`, `MediaId16K`, …) is an
 //!   `Option`, `None` when the element is absent *or empty*;
-//! - a missing or malformed number is an error naming it, since no default (`0.0` is a place
-//!   in the Gulf of Guinea) would be honest — except `MsgId`, see [`MessageKind`];
+//! - a missing or malformed number makes the type malformed, naming it, since no default
+//!   (`0.0` is a place in the Gulf of Guinea) would be honest — except `MsgId`, see
+//!   [`MessageKind`];
 //! - numbers may be surrounded by whitespace; floats must be finite.
 
 use std::fmt;
@@ -48,7 +53,7 @@ pub struct Message {
 /// Every ordinary message type documents a `MsgId` (a 64-bit integer). It is an
 /// `Option<u64>` here all the same: a body without one is still a message worth answering,
 /// and it is then deduplicated like an event (see [`Message::dedup_key`]). A `MsgId` that is
-/// present but not an unsigned integer is an error.
+/// present but not an unsigned integer makes the message [`MessageKind::Malformed`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum MessageKind {
     /// `text` — 文本消息.
@@ -129,6 +134,14 @@ pub enum MessageKind {
     },
     /// `event` — an event push (接收事件推送), typed by [`Event`].
     Event(Event),
+    /// A known `MsgType` whose fields do not read (a `Location_X` that is not a number);
+    /// its fields are in [`Message::raw`]. See the module docs.
+    Malformed {
+        /// The `MsgType` as sent.
+        msg_type: String,
+        /// What did not read, naming the element.
+        reason: String,
+    },
     /// A `MsgType` this crate does not know; its fields are in [`Message::raw`].
     Unknown {
         /// The `MsgType` as sent.
@@ -148,7 +161,7 @@ impl MessageKind {
             MessageKind::Location { .. } => "location",
             MessageKind::Link { .. } => "link",
             MessageKind::Event(_) => "event",
-            MessageKind::Unknown { msg_type } => msg_type,
+            MessageKind::Malformed { msg_type, .. } | MessageKind::Unknown { msg_type } => msg_type,
         }
     }
 
@@ -162,12 +175,31 @@ impl MessageKind {
             | MessageKind::ShortVideo { msg_id, .. }
             | MessageKind::Location { msg_id, .. }
             | MessageKind::Link { msg_id, .. } => *msg_id,
-            MessageKind::Event(_) | MessageKind::Unknown { .. } => None,
+            MessageKind::Event(_) | MessageKind::Malformed { .. } | MessageKind::Unknown { .. } => {
+                None
+            }
         }
     }
 
-    /// Reads the fields of `msg_type` out of the `<xml>` root.
+    /// Reads the fields of `msg_type` out of the `<xml>` root. Only a missing `Event` is an
+    /// error; fields that do not read make the kind malformed.
     fn from_root(msg_type: &str, root: &Element) -> Result<Self, Error> {
+        if msg_type == "event" {
+            return Event::from_element(root).map(MessageKind::Event);
+        }
+        Ok(
+            Self::typed(msg_type, root).unwrap_or_else(|e| MessageKind::Malformed {
+                msg_type: msg_type.to_owned(),
+                reason: match e {
+                    Error::ParseXml(reason) => reason,
+                    other => other.to_string(),
+                },
+            }),
+        )
+    }
+
+    /// The typed message `msg_type`, or why its fields do not read.
+    fn typed(msg_type: &str, root: &Element) -> Result<Self, Error> {
         use fields::{f64_field, optional, optional_u64, string};
         let msg_id = || optional_u64(root, "MsgId");
         Ok(match msg_type {
@@ -212,7 +244,6 @@ impl MessageKind {
                 url: string(root, "Url"),
                 msg_id: msg_id()?,
             },
-            "event" => MessageKind::Event(Event::from_element(root)?),
             other => MessageKind::Unknown {
                 msg_type: other.to_owned(),
             },
@@ -224,8 +255,9 @@ impl Message {
     /// Parses a plaintext callback body (or the decrypted XML of an encrypted one).
     ///
     /// Errors (-40002): malformed or hostile XML (see [`xml::parse`]), a root other than
-    /// `<xml>`, a missing `ToUserName`, `FromUserName`, `CreateTime` or `MsgType`, or a known
-    /// number that does not parse. Unknown `MsgType`s and events are not errors.
+    /// `<xml>`, a missing `ToUserName`, `FromUserName` or `MsgType`, a missing or
+    /// non-numeric `CreateTime`, or an event without `Event`. Unknown and malformed types
+    /// and events are not errors.
     pub fn parse(xml: &[u8]) -> Result<Message, Error> {
         Self::from_element(xml::parse(xml)?)
     }
@@ -268,12 +300,13 @@ impl Message {
         }
     }
 
-    /// The `MsgId` of an ordinary message. For an unknown `MsgType` the raw `MsgId` is used
-    /// when it is an unsigned integer. Events have none: `TEMPLATESENDJOBFINISH` and
-    /// `MASSSENDJOBFINISH` carry `MsgID` (capital D), the id of the *job*, not of this push.
+    /// The `MsgId` of an ordinary message. For an unknown or malformed `MsgType` the raw
+    /// `MsgId` is used when it is an unsigned integer. Events have none:
+    /// `TEMPLATESENDJOBFINISH` and `MASSSENDJOBFINISH` carry `MsgID` (capital D), the id of
+    /// the *job*, not of this push.
     pub fn msg_id(&self) -> Option<u64> {
         match &self.kind {
-            MessageKind::Unknown { .. } => self
+            MessageKind::Unknown { .. } | MessageKind::Malformed { .. } => self
                 .field("MsgId")
                 .and_then(|id| id.trim().parse::<u64>().ok()),
             kind => kind.msg_id(),
@@ -281,17 +314,22 @@ impl Message {
     }
 
     /// The key under which WeChat's retries of this push are the same delivery (SPEC.md
-    /// §3.4): the `MsgId` when there is one, otherwise `FromUserName` + `CreateTime`, which is
-    /// what the docs recommend for events.
+    /// §3.4): the `MsgId` when there is one, otherwise `FromUserName` + `CreateTime` +
+    /// `Event` + `EventKey`, as received (empty when absent).
     ///
-    /// Caveat from the docs' own rule: two *different* events from one user within the same
-    /// second (say `subscribe` and `LOCATION`) share a key.
+    /// WeChat's docs recommend `FromUserName` + `CreateTime` for events, but that merges two
+    /// *different* events from one user within the same second — a `subscribe` and the
+    /// `LOCATION` report WeChat sends right after it — and the second would be dropped as a
+    /// retry. A retry of one push repeats it byte for byte, so adding the event's name and
+    /// key still matches every retry while telling those events apart.
     pub fn dedup_key(&self) -> DedupKey {
         match self.msg_id() {
             Some(msg_id) => DedupKey::MsgId(msg_id),
-            None => DedupKey::FromUserCreateTime {
+            None => DedupKey::Event {
                 from_user_name: self.from_user_name.clone(),
                 create_time: self.create_time,
+                event: self.field("Event").unwrap_or_default().to_owned(),
+                event_key: self.field("EventKey").unwrap_or_default().to_owned(),
             },
         }
     }
@@ -300,19 +338,24 @@ impl Message {
 /// Identifies one delivery across WeChat's retries (重试的消息排重, SPEC.md §3.4).
 ///
 /// Its [`Display`](fmt::Display) form is stable and safe as a storage key or an HTTP header
-/// value (`X-Wxmp-Delivery`): `msgid:1234567890123456` or `event:oUser:123456789`. In the
-/// second form every byte of `FromUserName` outside `A-Z a-z 0-9 - _ .` is percent-encoded
+/// value (`X-Wxmp-Delivery`): `msgid:1234567890123456` or
+/// `event:oUser:123456789:subscribe:qrscene_7`. In the second form every byte of
+/// `FromUserName`, `Event` and `EventKey` outside `A-Z a-z 0-9 - _ .` is percent-encoded
 /// (OpenIDs never need it), so the text is printable ASCII and `:` only separates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DedupKey {
     /// A message with a `MsgId`.
     MsgId(u64),
-    /// An event, or a message without `MsgId`.
-    FromUserCreateTime {
+    /// An event, or a message without `MsgId` (its `event` and `event_key` are then empty).
+    Event {
         /// `FromUserName`.
         from_user_name: String,
         /// `CreateTime`.
         create_time: u64,
+        /// `Event`, as received.
+        event: String,
+        /// `EventKey`, as received.
+        event_key: String,
     },
 }
 
@@ -320,22 +363,33 @@ impl fmt::Display for DedupKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DedupKey::MsgId(msg_id) => write!(f, "msgid:{msg_id}"),
-            DedupKey::FromUserCreateTime {
+            DedupKey::Event {
                 from_user_name,
                 create_time,
+                event,
+                event_key,
             } => {
                 f.write_str("event:")?;
-                for byte in from_user_name.bytes() {
-                    if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
-                        fmt::Write::write_char(f, char::from(byte))?;
-                    } else {
-                        write!(f, "%{byte:02X}")?;
-                    }
-                }
-                write!(f, ":{create_time}")
+                percent_encode(f, from_user_name)?;
+                write!(f, ":{create_time}:")?;
+                percent_encode(f, event)?;
+                f.write_str(":")?;
+                percent_encode(f, event_key)
             }
         }
     }
+}
+
+/// Writes `text` with every byte outside `A-Z a-z 0-9 - _ .` as `%XX`.
+fn percent_encode(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {
+            fmt::Write::write_char(f, char::from(byte))?;
+        } else {
+            write!(f, "%{byte:02X}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Field readers shared by messages and events; they implement the rules in the module docs.
@@ -383,6 +437,14 @@ pub(crate) mod fields {
     /// A required unsigned integer.
     pub(crate) fn u64_field(parent: &Element, name: &str) -> Result<u64, Error> {
         parse_u64(parent, name, required(parent, name)?)
+    }
+
+    /// A required signed integer (an `errcode`).
+    pub(crate) fn i64_field(parent: &Element, name: &str) -> Result<i64, Error> {
+        required(parent, name)?
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| Error::xml(format_args!("{} is not an integer", describe(parent, name))))
     }
 
     /// A required unsigned integer that fits 32 bits.

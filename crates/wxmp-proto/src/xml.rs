@@ -8,7 +8,15 @@
 //! quick-xml's pull parser, which never expands custom entities on its own.
 //!
 //! The result is a tree of [`Element`]s: a leaf's text is kept byte-exact (CDATA and escaped
-//! text concatenated), whitespace between child elements is dropped.
+//! text concatenated), whitespace between child elements is dropped. [`render`] writes a tree
+//! back, so a tree survives render → parse unchanged; the webhook JSON of `wxmp` is built on
+//! this tree, and its property tests on this round trip.
+//!
+//! Well-formedness is checked where quick-xml is lenient: a `]]>` in text outside a CDATA
+//! section is an error (XML 1.0 §2.4), as in any conforming parser. A sender that writes it
+//! has almost always pasted text into a template without escaping, and the same text would
+//! break the next parser on the way. [`parse_lenient`] reads such a document anyway and
+//! reports what it let through, for tools (`wxmp send`) that warn instead of refusing.
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -58,6 +66,31 @@ impl Element {
 /// entity, mismatched or unclosed tags, more than one root, text outside the root, nesting
 /// deeper than [`MAX_DEPTH`] or more than [`MAX_ELEMENTS`] elements.
 pub fn parse(input: &[u8]) -> Result<Element, Error> {
+    read(input, false).map(|(root, _)| root)
+}
+
+/// What [`parse_lenient`] let through that [`parse`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quirks {
+    /// A `]]>` in text outside a CDATA section; it was read as the three characters.
+    pub raw_cdata_end: bool,
+}
+
+impl Quirks {
+    /// True when the document was well-formed after all.
+    pub fn is_empty(&self) -> bool {
+        *self == Quirks::default()
+    }
+}
+
+/// Parses like [`parse`], but reads a raw `]]>` in text as text and reports it in
+/// [`Quirks`]. Everything else [`parse`] refuses is still an error.
+pub fn parse_lenient(input: &[u8]) -> Result<(Element, Quirks), Error> {
+    read(input, true)
+}
+
+fn read(input: &[u8], lenient: bool) -> Result<(Element, Quirks), Error> {
+    let mut quirks = Quirks::default();
     if input.len() > MAX_XML_BYTES {
         return Err(Error::xml(format_args!(
             "document larger than {MAX_XML_BYTES} bytes"
@@ -119,6 +152,14 @@ pub fn parse(input: &[u8]) -> Result<Element, Error> {
                 close(element, &mut stack, &mut root);
             }
             Event::Text(text) => {
+                if contains_cdata_end(text.as_ref()) {
+                    if !lenient {
+                        return Err(Error::xml(
+                            "malformed XML: `]]>` in text outside a CDATA section",
+                        ));
+                    }
+                    quirks.raw_cdata_end = true;
+                }
                 let unescaped = text
                     .unescape()
                     .map_err(|e| Error::xml(format_args!("bad text or entity: {e}")))?;
@@ -148,7 +189,43 @@ pub fn parse(input: &[u8]) -> Result<Element, Error> {
     if !stack.is_empty() {
         return Err(Error::xml("unexpected end of document: unclosed element"));
     }
-    root.ok_or_else(|| Error::xml("no root element"))
+    root.map(|root| (root, quirks))
+        .ok_or_else(|| Error::xml("no root element"))
+}
+
+fn contains_cdata_end(raw: &[u8]) -> bool {
+    raw.windows(3).any(|w| w == b"]]>")
+}
+
+/// Writes `element` as XML: leaves as `<name><![CDATA[text]]></name>` (or `<name></name>`
+/// when empty), elements with children as their children in order, no whitespace between.
+/// The text of an element that has children is not written, as [`parse`] drops it.
+///
+/// Names are written as given: they must be XML names (every parsed tree's are). Text
+/// survives any content, `]]>` included (see [`push_cdata`]), except that a parser
+/// normalises a carriage return, so `\r\n` reads back as `\n`.
+pub fn render(element: &Element) -> String {
+    let mut out = String::new();
+    render_into(&mut out, element);
+    out
+}
+
+fn render_into(out: &mut String, element: &Element) {
+    out.push('<');
+    out.push_str(&element.name);
+    out.push('>');
+    if element.children.is_empty() {
+        if !element.text.is_empty() {
+            push_cdata(out, &element.text);
+        }
+    } else {
+        for child in &element.children {
+            render_into(out, child);
+        }
+    }
+    out.push_str("</");
+    out.push_str(&element.name);
+    out.push('>');
 }
 
 /// Attaches a finished element to its parent, or makes it the root.
@@ -267,6 +344,56 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("elements"));
+    }
+
+    #[test]
+    fn a_raw_cdata_end_in_text_is_refused_and_leniently_reported() {
+        for bad in [
+            "<xml><A>a]]>b</A></xml>",
+            "<xml><A><![CDATA[ok]]>]]></A></xml>",
+            "<xml><A>x</A>]]></xml>",
+        ] {
+            let err = parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), -40002, "{bad}");
+            assert!(err.to_string().contains("]]>"), "{err}");
+            let (root, quirks) = parse_lenient(bad.as_bytes()).unwrap();
+            assert!(quirks.raw_cdata_end, "{bad}");
+            assert_eq!(root.name, "xml");
+        }
+        let (root, quirks) = parse_lenient(b"<xml><A>a]]>b</A></xml>").unwrap();
+        assert_eq!(root.child_text("A"), Some("a]]>b"));
+        assert!(!quirks.is_empty());
+        // Escaped, or inside CDATA, it is fine; so are a lone `]]` and `>`.
+        for good in [
+            "<xml><A>a]]&gt;b</A></xml>",
+            "<xml><A><![CDATA[a]]]]><![CDATA[>b]]></A></xml>",
+            "<xml><A>a]]b></A></xml>",
+        ] {
+            assert!(parse(good.as_bytes()).is_ok(), "{good}");
+            assert!(
+                parse_lenient(good.as_bytes()).unwrap().1.is_empty(),
+                "{good}"
+            );
+        }
+        // Lenience stops at this one quirk.
+        assert!(parse_lenient(b"<xml><A></B></xml>").is_err());
+        assert!(parse_lenient(b"<!DOCTYPE x><xml/>").is_err());
+    }
+
+    #[test]
+    fn render_writes_a_tree_that_parses_back() {
+        let tree = parse(
+            "<xml><A><![CDATA[x]]>y]]&gt;</A><L><item><K>1</K></item><item><K>2</K></item></L><E/></xml>"
+                .as_bytes(),
+        )
+        .unwrap();
+        let text = render(&tree);
+        assert_eq!(
+            text,
+            "<xml><A><![CDATA[xy]]]]><![CDATA[>]]></A><L><item><K><![CDATA[1]]></K></item>\
+             <item><K><![CDATA[2]]></K></item></L><E></E></xml>"
+        );
+        assert_eq!(parse(text.as_bytes()).unwrap(), tree);
     }
 
     #[test]

@@ -77,15 +77,20 @@ fn check_typed(msg: &Message, key: &str, expected: &str) {
         "MsgId" => assert_eq!(msg.msg_id(), Some(expected.parse().unwrap())),
         "dedup_key" => match (expected, msg.dedup_key()) {
             ("MsgId", DedupKey::MsgId(id)) => assert_eq!(Some(id), msg.msg_id()),
+            // The vectors name the docs' rule; the key also carries Event and EventKey.
             (
                 "FromUserName+CreateTime",
-                DedupKey::FromUserCreateTime {
+                DedupKey::Event {
                     from_user_name,
                     create_time,
+                    event,
+                    event_key,
                 },
             ) => {
                 assert_eq!(from_user_name, msg.from_user_name);
                 assert_eq!(create_time, msg.create_time);
+                assert_eq!(Some(event.as_str()), msg.field("Event"));
+                assert_eq!(event_key, msg.field("EventKey").unwrap_or_default());
             }
             (expected, got) => panic!("dedup_key: expected {expected}, got {got:?}"),
         },
@@ -313,47 +318,81 @@ fn official_location_and_mass_send_in_full() {
 }
 
 #[test]
-fn events_dedup_by_sender_and_time_even_with_msg_id_elements() {
+fn events_dedup_by_sender_time_event_and_key_even_with_msg_id_elements() {
     let all = samples();
     let msg = parse(&all["evt_subscribe"].xml);
-    assert_eq!(msg.dedup_key().to_string(), "event:FromUser:123456789");
+    assert_eq!(
+        msg.dedup_key().to_string(),
+        "event:FromUser:123456789:subscribe:"
+    );
     // TEMPLATESENDJOBFINISH's MsgID (capital D) is the job's id, not the push's.
     let msg = parse(&all["evt_templatesendjobfinish"].xml);
     assert_eq!(msg.msg_id(), None);
     assert_eq!(
         msg.dedup_key(),
-        DedupKey::FromUserCreateTime {
+        DedupKey::Event {
             from_user_name: "oia2TjuEGTNoeX76QEjQNrcURxG8".into(),
             create_time: 1395658920,
+            event: "TEMPLATESENDJOBFINISH".into(),
+            event_key: String::new(),
         }
     );
-    // Even an event that carried a MsgId dedups by sender and time, as SPEC §3.4 says.
+    // Even an event that carried a MsgId dedups by sender, time, event and key.
     let msg = parse(&event_push(
         "CLICK",
         "<EventKey>k</EventKey><MsgId>42</MsgId>",
     ));
-    assert!(matches!(
-        msg.dedup_key(),
-        DedupKey::FromUserCreateTime { .. }
+    assert_eq!(
+        msg.dedup_key().to_string(),
+        "event:oUser:1700000000:CLICK:k"
+    );
+}
+
+#[test]
+fn different_events_in_one_second_are_different_deliveries_and_retries_are_one() {
+    // The `subscribe` and the LOCATION report WeChat sends right after it, same second.
+    let subscribe = parse(&event_push(
+        "subscribe",
+        "<EventKey><![CDATA[]]></EventKey>",
     ));
+    let location = parse(&event_push(
+        "LOCATION",
+        "<Latitude>23.137466</Latitude><Longitude>113.352425</Longitude><Precision>119.385040</Precision>",
+    ));
+    assert_ne!(subscribe.dedup_key(), location.dedup_key());
+    // Two menu taps on different buttons in one second.
+    let a = parse(&event_push("CLICK", "<EventKey>A</EventKey>"));
+    let b = parse(&event_push("CLICK", "<EventKey>B</EventKey>"));
+    assert_ne!(a.dedup_key(), b.dedup_key());
+    // A retry is byte-identical, so its key is the same.
+    for xml in sample_xmls() {
+        assert_eq!(parse(xml).dedup_key(), parse(xml).dedup_key());
+    }
 }
 
 #[test]
 fn dedup_key_display_is_header_safe() {
-    let key = DedupKey::FromUserCreateTime {
+    let key = DedupKey::Event {
         from_user_name: "o:ab c\r\n%用".into(),
         create_time: 7,
+        event: "VIEW".into(),
+        event_key: "https://example.com/a?b=c:d".into(),
     };
     let shown = key.to_string();
-    assert_eq!(shown, "event:o%3Aab%20c%0D%0A%25%E7%94%A8:7");
+    assert_eq!(
+        shown,
+        "event:o%3Aab%20c%0D%0A%25%E7%94%A8:7:VIEW:https%3A%2F%2Fexample.com%2Fa%3Fb%3Dc%3Ad"
+    );
     assert!(shown.bytes().all(|b| b.is_ascii_graphic()));
-    let plain = DedupKey::FromUserCreateTime {
+    let plain = DedupKey::Event {
         from_user_name: "oMgHVjngRipVsoxg6TuX3vz6glDg".into(),
         create_time: 1408090502,
+        event: "scancode_push".into(),
+        event_key: "6".into(),
     };
     assert_eq!(
         plain.to_string(),
-        "event:oMgHVjngRipVsoxg6TuX3vz6glDg:1408090502"
+        "event:oMgHVjngRipVsoxg6TuX3vz6glDg:1408090502:scancode_push:6"
     );
 }
 
@@ -363,7 +402,7 @@ fn message_without_msg_id_dedups_like_an_event() {
         "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content>",
     ));
     assert_eq!(msg.msg_id(), None);
-    assert_eq!(msg.dedup_key().to_string(), "event:oUser:1700000000");
+    assert_eq!(msg.dedup_key().to_string(), "event:oUser:1700000000::");
     // Blank MsgId is absent, not an error.
     let msg = parse(&push("<MsgType>text</MsgType><MsgId> </MsgId>"));
     assert_eq!(msg.msg_id(), None);
@@ -458,15 +497,19 @@ fn unknown_msg_type_is_a_value_with_raw_fields() {
     assert_eq!(msg.dedup_key(), DedupKey::MsgId(77));
     // A bad MsgId on an unknown type is no error: it dedups by sender and time.
     let msg = parse(&push("<MsgType>future</MsgType><MsgId>x</MsgId>"));
-    assert!(matches!(
-        msg.dedup_key(),
-        DedupKey::FromUserCreateTime { .. }
-    ));
+    assert!(matches!(msg.dedup_key(), DedupKey::Event { .. }));
 }
 
 #[test]
 fn unknown_and_case_mismatched_events_are_values() {
-    for name in ["user_info_modified", "scan", "Subscribe", "click", ""] {
+    for name in [
+        "card_pass_check",
+        "scan",
+        "Subscribe",
+        "click",
+        "PublishJobFinish",
+        "",
+    ] {
         let msg = parse(&event_push(name, "<EventKey>k</EventKey>"));
         assert_eq!(event(&msg), &Event::Unknown { event: name.into() });
         assert_eq!(event(&msg).name(), name);
@@ -664,47 +707,109 @@ fn missing_header_fields_name_the_element() {
     }
 }
 
+/// The reason of a malformed message or event.
+fn malformed(msg: &Message) -> (&str, &str) {
+    match &msg.kind {
+        MessageKind::Malformed { msg_type, reason } => (msg_type, reason),
+        MessageKind::Event(Event::Malformed { event, reason }) => (event, reason),
+        other => panic!("not malformed: {other:?}"),
+    }
+}
+
 #[test]
-fn bad_numbers_name_the_field() {
+fn fields_that_do_not_read_make_the_kind_malformed_naming_the_field() {
     let cases = [
-        (push("<MsgType>text</MsgType><MsgId>12a</MsgId>"), "<MsgId>"),
-        (push("<MsgType>text</MsgType><MsgId>-1</MsgId>"), "<MsgId>"),
+        (push("<MsgType>text</MsgType><MsgId>12a</MsgId>"), "text", "<MsgId>"),
+        (push("<MsgType>text</MsgType><MsgId>-1</MsgId>"), "text", "<MsgId>"),
         (
             push("<MsgType>text</MsgType><MsgId>18446744073709551616</MsgId>"),
+            "text",
             "<MsgId>",
         ),
         (
             push("<MsgType>location</MsgType><Location_X>north</Location_X><Location_Y>1</Location_Y><Scale>1</Scale>"),
+            "location",
             "<Location_X>",
         ),
         (
             push("<MsgType>location</MsgType><Location_X>1</Location_X><Location_Y>NaN</Location_Y><Scale>1</Scale>"),
+            "location",
             "<Location_Y>",
         ),
         (
             push("<MsgType>location</MsgType><Location_X>1</Location_X><Location_Y>1</Location_Y>"),
+            "location",
             "missing <Scale>",
         ),
-        (event_push("LOCATION", "<Latitude>1</Latitude><Longitude>inf</Longitude><Precision>1</Precision>"), "<Longitude>"),
-        (event_push("TEMPLATESENDJOBFINISH", "<Status>success</Status>"), "missing <MsgID>"),
+        (
+            event_push("LOCATION", "<Latitude>north</Latitude><Longitude>1</Longitude><Precision>1</Precision>"),
+            "LOCATION",
+            "<Latitude> is not a number",
+        ),
+        (event_push("LOCATION", "<Latitude>1</Latitude><Longitude>inf</Longitude><Precision>1</Precision>"), "LOCATION", "<Longitude>"),
+        (event_push("TEMPLATESENDJOBFINISH", "<Status>success</Status>"), "TEMPLATESENDJOBFINISH", "missing <MsgID>"),
         (
             event_push("MASSSENDJOBFINISH", "<MsgID>1</MsgID><TotalCount>x</TotalCount>"),
+            "MASSSENDJOBFINISH",
             "<TotalCount>",
         ),
         (
             event_push("pic_weixin", "<SendPicsInfo><Count>many</Count></SendPicsInfo>"),
+            "pic_weixin",
             "<Count> in <SendPicsInfo>",
         ),
         (
             event_push("pic_weixin", "<SendPicsInfo><Count>4294967296</Count></SendPicsInfo>"),
+            "pic_weixin",
             "<Count> in <SendPicsInfo>",
         ),
-        (event_push("pic_sysphoto", "<EventKey>k</EventKey>"), "missing <SendPicsInfo>"),
-        (event_push("scancode_push", ""), "missing <ScanCodeInfo>"),
+        (event_push("pic_sysphoto", "<EventKey>k</EventKey>"), "pic_sysphoto", "missing <SendPicsInfo>"),
+        (event_push("scancode_push", ""), "scancode_push", "missing <ScanCodeInfo>"),
         (
             event_push("location_select", "<SendLocationInfo><Location_X>1</Location_X></SendLocationInfo>"),
+            "location_select",
             "missing <Location_Y> in <SendLocationInfo>",
         ),
+        (
+            event_push("subscribe_msg_popup_event", "<SubscribeMsgPopupEvent><List><TemplateId>t</TemplateId><PopupScene>two</PopupScene></List></SubscribeMsgPopupEvent>"),
+            "subscribe_msg_popup_event",
+            "<PopupScene> in <List>",
+        ),
+        (event_push("subscribe_msg_sent_event", ""), "subscribe_msg_sent_event", "missing <SubscribeMsgSentEvent>"),
+        (
+            event_push("PUBLISHJOBFINISH", "<PublishEventInfo><publish_id>1</publish_id><publish_status>2</publish_status><fail_idx>one</fail_idx></PublishEventInfo>"),
+            "PUBLISHJOBFINISH",
+            "<fail_idx>",
+        ),
+        (event_push("annual_renew", "<ExpiredTime>soon</ExpiredTime>"), "annual_renew", "<ExpiredTime>"),
+    ];
+    for (xml, name, needle) in cases {
+        let msg = parse(&xml);
+        let (got_name, reason) = malformed(&msg);
+        assert_eq!(got_name, name, "{xml}");
+        assert!(
+            reason.contains(needle),
+            "{reason:?} should mention {needle:?}"
+        );
+        // Still a push: its name, header and raw fields are all there.
+        assert_eq!(msg.from_user_name, "oUser");
+        assert!(!msg.raw.children.is_empty());
+    }
+    // A malformed event still reports its name.
+    let msg = parse(&event_push("LOCATION", "<Latitude>north</Latitude>"));
+    assert_eq!(event(&msg).name(), "LOCATION");
+    assert_eq!(event(&msg).event_key(), None);
+    assert_eq!(msg.field("Latitude"), Some("north"));
+    // A malformed message with a usable MsgId still dedups by it.
+    let msg = parse(&push(
+        "<MsgType>location</MsgType><Location_X>x</Location_X><MsgId>5</MsgId>",
+    ));
+    assert_eq!(msg.dedup_key(), DedupKey::MsgId(5));
+}
+
+#[test]
+fn a_body_without_the_header_is_an_error() {
+    let cases = [
         (
             "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>soon</CreateTime><MsgType>text</MsgType></xml>".to_owned(),
             "<CreateTime>",

@@ -306,7 +306,9 @@ async fn every_sample_message_and_event_is_parsed_forwarded_and_answered() {
             if matches!(path.as_str(), "dedup_key" | "scene") {
                 continue;
             }
-            assert_eq!(at(&call.json, path), Some(expected), "{name}: {path}");
+            // The vectors index the docs' list; the JSON keeps its `item` element by name.
+            let path = path.replace("PicList[", "PicList.item[");
+            assert_eq!(at(&call.json, &path), Some(expected), "{name}: {path}");
         }
         // Every top-level XML field is there, named as in the XML.
         for child in &message.raw.children {
@@ -437,14 +439,60 @@ async fn every_webhook_reply_type_is_rendered() {
             kf_account: Some("kf@wx".into())
         }
     );
-    // Nothing to say, or nothing usable: the default reply.
-    for fallthrough in ["none", "empty", "garbage", "unknown", "failing", "nine"] {
+    // Handled, nothing to say (204, or 200 and nothing): `success`, no default after it.
+    for handled in ["none", "empty"] {
+        assert_eq!(reply_to(handled).await, "success", "{handled}");
+    }
+    // Nothing usable: nobody handled it, so the default reply.
+    for fallthrough in ["garbage", "unknown", "failing", "nine"] {
         assert_eq!(
             parsed(reply_to(fallthrough).await),
             Reply::text("default"),
             "{fallthrough}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_unreachable_webhook_falls_through_to_the_default() {
+    let mut a = app("unreachable", Mode::Plain);
+    a.forward = Some("http://127.0.0.1:9/hook".parse().unwrap());
+    a.reply_deadline_ms = 3000;
+    a.auto_reply.default = Some("default".to_owned());
+    let running = start(config(NO_UPSTREAM, vec![a]), Store::memory()).await;
+    let wechat = Wechat::new(&running, "unreachable");
+    let answer = wechat.push_plain(&text_msg("anyone?", msg_id())).await;
+    assert_eq!(text_of(&answer.body), "default");
+}
+
+#[tokio::test]
+async fn a_typed_event_of_unexpected_shape_is_forwarded_not_refused() {
+    let hook = text_hook(Duration::ZERO, "noted").await;
+    let mut a = app("shapes", Mode::Safe);
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 3000;
+    let running = start(config(NO_UPSTREAM, vec![a]), Store::memory()).await;
+    let wechat = Wechat::new(&running, "shapes");
+    let xml = "<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>\
+               <CreateTime>1700000100</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+               <Event><![CDATA[LOCATION]]></Event><Latitude>23°N</Latitude>\
+               <Longitude>113.352425</Longitude><Precision>119.385040</Precision></xml>";
+    let answer = wechat.push_aes(xml).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(text_of(&open_encrypted(&answer)), "noted");
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].json["Event"], "LOCATION");
+    assert_eq!(calls[0].json["Latitude"], "23°N");
+    assert_eq!(calls[0].json["Longitude"], "113.352425");
+    // A message of a known type with a field of unexpected shape, likewise.
+    let xml = "<xml><ToUserName>gh_test</ToUserName><FromUserName>oUser</FromUserName>\
+               <CreateTime>1700000101</CreateTime><MsgType>location</MsgType>\
+               <Location_X>north</Location_X><MsgId>77001</MsgId></xml>";
+    let answer = wechat.push_aes(xml).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(hook.calls()[1].json["Location_X"], "north");
+    assert_eq!(hook.calls()[1].delivery.as_deref(), Some("msgid:77001"));
 }
 
 #[tokio::test]
@@ -467,9 +515,9 @@ async fn auto_replies_come_first_and_default_only_answers_messages() {
         "您好"
     );
     assert!(hook.calls().is_empty());
-    // Not a whole-message match: webhook (204), then default.
+    // Not a whole-message match: the webhook, which handled it (204): no default after it.
     let answer = wechat.push_plain(&text_msg("ping pong", msg_id())).await;
-    assert_eq!(text_of(&answer.body), "got it");
+    assert_eq!(answer.body, "success");
     assert_eq!(hook.calls().len(), 1);
     // Subscribe: the subscribe reply, before the webhook.
     let answer = wechat
@@ -516,6 +564,14 @@ async fn hostile_bodies_get_a_4xx_and_the_server_stays_healthy() {
         ),
         ("deep", format!("{}{}", "<a>".repeat(100), "</a>".repeat(100)).into_bytes()),
         ("many roots", b"<xml></xml><xml></xml>".to_vec()),
+        (
+            "raw ]]>",
+            complete.replace("[CDATA[hi]]>", "[CDATA[hi]]>]]>").into_bytes(),
+        ),
+        (
+            "raw ]]> in a number",
+            complete.replace("<MsgId>", "<MsgId>]]>").into_bytes(),
+        ),
     ];
     for (name, body) in &hostile {
         let (query, _) = wechat.signed_query();
@@ -540,6 +596,12 @@ async fn hostile_bodies_get_a_4xx_and_the_server_stays_healthy() {
     let (query, _) = wechat.signed_query();
     let status = chunked_post(running.addr, &format!("/wx/plain?{query}"), 8 << 20).await;
     assert!(matches!(status, None | Some(413)), "{status:?}");
+
+    // Decrypted text that is not well-formed is refused the same way.
+    let (query, body, _) = safe.sealed(&complete.replace("[CDATA[hi]]>", "hi]]>"), &crypt());
+    let answer = safe.post_raw(&query, body).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(answer.body.contains("not well-formed"), "{}", answer.body);
 
     let health = http().get(running.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);

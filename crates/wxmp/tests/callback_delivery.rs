@@ -51,7 +51,7 @@ async fn three_deliveries_of_one_message_reach_the_webhook_once() {
     assert_eq!(late.body, "success");
     assert_eq!(hook.calls().len(), 1);
 
-    // Events deduplicate by sender and CreateTime.
+    // Events deduplicate by sender, CreateTime, Event and EventKey.
     let event = event_msg("CLICK", 1_700_000_000);
     for _ in 0..3 {
         wechat.push_plain(&event).await;
@@ -59,7 +59,46 @@ async fn three_deliveries_of_one_message_reach_the_webhook_once() {
     assert_eq!(hook.calls().len(), 2);
     assert_eq!(
         hook.calls()[1].delivery.as_deref(),
-        Some("event:oUser:1700000000")
+        Some("event:oUser:1700000000:CLICK:key")
+    );
+}
+
+#[tokio::test]
+async fn two_different_events_in_one_second_are_two_deliveries() {
+    let hook = hook(Duration::ZERO, |_| (204, String::new())).await;
+    let mut a = app("second", Mode::Safe);
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 3000;
+    let running = start(config(NO_UPSTREAM, vec![a]), Store::memory()).await;
+    let wechat = Wechat::new(&running, "second");
+    let header = "<ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>\
+                  <CreateTime>1700000500</CreateTime><MsgType><![CDATA[event]]></MsgType>";
+    // A follow, and the location report WeChat sends in the same second.
+    let subscribe = format!(
+        "<xml>{header}<Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey></xml>"
+    );
+    let location = format!(
+        "<xml>{header}<Event><![CDATA[LOCATION]]></Event><Latitude>23.137466</Latitude>\
+         <Longitude>113.352425</Longitude><Precision>119.385040</Precision></xml>"
+    );
+    for xml in [&subscribe, &location] {
+        let answer = wechat.push_aes(xml).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
+    }
+    let events: Vec<String> = hook
+        .calls()
+        .iter()
+        .map(|c| c.json["Event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(events, ["subscribe", "LOCATION"]);
+    // WeChat's retries of each are still one delivery apiece.
+    for xml in [&subscribe, &location] {
+        wechat.push_aes(xml).await;
+    }
+    assert_eq!(hook.calls().len(), 2);
+    assert_eq!(
+        hook.calls()[1].delivery.as_deref(),
+        Some("event:oUser:1700000500:LOCATION:")
     );
 }
 

@@ -1,7 +1,8 @@
 //! What to say to a push: keyword → forward webhook → default → `success`.
 //!
-//! One function walks the chain and stops at the first step that has a reply which renders;
-//! the order and its reasons are in the module docs of `callback`. A reply is rendered here,
+//! One function walks the chain and stops at the first step that has a reply which renders,
+//! or at a webhook that answered "handled, nothing to say" (`204`); the order and its reasons
+//! are in the module docs of `callback`. A reply is rendered here,
 //! not later, so that one the webhook got wrong (nine news articles, a control character)
 //! falls through to the next step like any other webhook failure, instead of surfacing after
 //! the chain has been left. Nothing here knows about retries or deadlines: the caller runs
@@ -63,6 +64,18 @@ pub(crate) async fn answer(
     delivery: &str,
 ) -> Option<Answer> {
     let auto = &app.auto_reply;
+    if let MessageKind::Malformed {
+        msg_type: name,
+        reason,
+    }
+    | MessageKind::Event(Event::Malformed {
+        event: name,
+        reason,
+    }) = &message.kind
+    {
+        // Forwarded all the same: the webhook gets every field, raw.
+        tracing::warn!(app = %app.name, delivery, name, reason, "a push of a known type has fields of an unexpected shape; forwarding it untyped");
+    }
     if let MessageKind::Text { content, .. } = &message.kind {
         if let Some(text) = auto.keywords.get(content.trim()) {
             if let Some(answer) = rendered(app, message, Reply::text(text), None, Source::Keyword) {
@@ -91,7 +104,8 @@ pub(crate) async fn answer(
                     .metrics
                     .callback(&app.name, Outcome::WebhookFailed.as_str());
             }
-            Ok(None) => {}
+            // Handled, nothing to say: the default reply is for pushes nobody handled.
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(app = %app.name, delivery = %super::dedup::shown(delivery), error = %e, "webhook failed; falling through to the default reply");
                 state

@@ -38,8 +38,10 @@
 //!   taken locally and logged, and the in-process registry keeps this instance's requests
 //!   consistent. Two instances cut off from the store at the same time may both handle a
 //!   push.
-//! - Keys follow WeChat's dedup rule, so two different events from one user in the same
-//!   second share a key and the second is treated as a retry (see `Message::dedup_key`).
+//! - Keys are `Message::dedup_key`: the `MsgId`, or for events `FromUserName` +
+//!   `CreateTime` + `Event` + `EventKey`. WeChat's docs leave out the last two, which would
+//!   make a `subscribe` and the `LOCATION` sent in the same second one delivery; retries are
+//!   byte-identical, so they still share a key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

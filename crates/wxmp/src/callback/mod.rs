@@ -28,8 +28,10 @@
 //! 3. The `forward` webhook, when configured (see `webhook` for the JSON). A push answered
 //!    by 1 or 2 is not forwarded: those are the console's auto-replies, and leaving
 //!    `subscribe` unset lets the webhook see subscribe events. A webhook answering `204`
-//!    (or `200` with an empty body) has nothing to say; an error, a timeout or an answer that
-//!    is not one of the documented replies is logged and treated the same way.
+//!    (or `200` with an empty body) handled the push and has nothing to say: the chain ends
+//!    there with `success`, since a default reply after it would answer a push the business
+//!    chose not to answer. An error, a timeout, another status or an answer that is not one
+//!    of the documented replies is logged and falls through to 4: nobody handled the push.
 //! 4. `auto_reply.default`, for ordinary messages only: events (`LOCATION` arrives every few
 //!    seconds, `VIEW` on every menu tap, `unsubscribe` cannot be answered) never get it, as
 //!    the console's 收到消息回复 only answers messages.
