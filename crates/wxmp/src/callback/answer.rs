@@ -16,6 +16,7 @@ use wxmp_proto::{Message, MessageKind, Reply};
 use super::webhook::{self, WebhookAnswer};
 use super::Outcome;
 use crate::config::AppConfig;
+use crate::redact;
 use crate::state::AppState;
 
 /// Which step of the chain answered.
@@ -74,7 +75,13 @@ pub(crate) async fn answer(
     }) = &message.kind
     {
         // Forwarded all the same: the webhook gets every field, raw.
-        tracing::warn!(app = %app.name, delivery, name, reason, "a push of a known type has fields of an unexpected shape; forwarding it untyped");
+        tracing::warn!(
+            app = %app.name,
+            delivery = %super::dedup::shown(delivery),
+            name = %redact::bounded(name, redact::VALUE_CHARS),
+            reason = %redact::bounded(reason, redact::VALUE_CHARS * 2),
+            "a push of a known type has fields of an unexpected shape; forwarding it untyped"
+        );
     }
     if let MessageKind::Text { content, .. } = &message.kind {
         if let Some(text) = auto.keywords.get(content.trim()) {

@@ -77,8 +77,10 @@ const PASSIVE_WINDOW: Duration = Duration::from_millis(4700);
 /// How much of a delivery key a DEBUG line shows (an event's holds the sender's OpenID).
 const DELIVERY_CHARS: usize = 96;
 
-/// A delivery (`event:<openid>:<CreateTime>`) or its store key (`delivery:{app}:event:…`) as
-/// INFO and WARN lines show it: an event's OpenID becomes `*`; `msgid:…` keys stay as they are.
+/// A delivery (`event:<openid>:<CreateTime>:<Event>:<EventKey>`) or its store key
+/// (`delivery:{app}:event:…`) as INFO and WARN lines show it: an event's OpenID becomes `*`;
+/// `msgid:…` keys stay as they are. The OpenID is percent-encoded in the key, so the next
+/// `:` ends it; the rest is cut to [`DELIVERY_CHARS`] (an `EventKey` can be a long URL).
 pub(super) fn shown(key: &str) -> std::borrow::Cow<'_, str> {
     // App names have no ':', so ":event:" in a store key starts the delivery.
     let start = if key.starts_with("event:") {
@@ -86,14 +88,20 @@ pub(super) fn shown(key: &str) -> std::borrow::Cow<'_, str> {
     } else {
         key.find(":event:").map(|i| i + 1)
     };
-    let (Some(start), Some(end)) = (start, key.rfind(':')) else {
+    let Some(start) = start else {
         return key.into();
     };
     let openid_start = start + "event:".len();
-    if end < openid_start {
+    let Some(len) = key[openid_start..].find(':') else {
         return key.into();
-    }
-    format!("{}*{}", &key[..openid_start], &key[end..]).into()
+    };
+    let rest = &key[openid_start + len..];
+    format!(
+        "{}*{}",
+        &key[..openid_start],
+        redact::bounded(rest, DELIVERY_CHARS)
+    )
+    .into()
 }
 
 /// What one request answers.
@@ -543,10 +551,22 @@ mod tests {
     #[test]
     fn logged_delivery_keys_hide_the_openid() {
         assert_eq!(shown("msgid:123"), "msgid:123");
-        assert_eq!(shown("event:oUser%0A:1700000000"), "event:*:1700000000");
         assert_eq!(
-            shown("delivery:demo:event:oUser:1700000000"),
-            "delivery:demo:event:*:1700000000"
+            shown("event:oUser%0A:1700000000:CLICK:k"),
+            "event:*:1700000000:CLICK:k"
+        );
+        assert_eq!(
+            shown("delivery:demo:event:oUser:1700000000:subscribe:"),
+            "delivery:demo:event:*:1700000000:subscribe:"
+        );
+        assert_eq!(
+            shown("delivery:demo:event:oUser:1700000000:VIEW:https%3A%2F%2Fa%3Ab"),
+            "delivery:demo:event:*:1700000000:VIEW:https%3A%2F%2Fa%3Ab"
+        );
+        let long = format!("event:o:1:VIEW:{}", "x".repeat(500));
+        assert_eq!(
+            shown(&long).chars().count(),
+            "event:*".len() + DELIVERY_CHARS + 1
         );
         assert_eq!(shown("delivery:demo:msgid:1"), "delivery:demo:msgid:1");
         assert_eq!(

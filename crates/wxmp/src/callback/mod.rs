@@ -44,8 +44,8 @@
 //! ## Logs
 //! Every value in a push is chosen by whoever sent it, so log lines carry only bounded,
 //! escaped copies (`crate::redact`). A sender's OpenID identifies a person: INFO and WARN
-//! lines name a delivery as `msgid:…` or `event:*:<CreateTime>`, and the OpenID (cut to 32
-//! characters) appears only at DEBUG.
+//! lines name a delivery as `msgid:…` or `event:*:<CreateTime>:<Event>:<EventKey>`, and the
+//! OpenID (cut to 32 characters) appears only at DEBUG.
 //!
 //! ## Metrics
 //! `wxmp_callback_requests_total{app,outcome}` counts every request to a known app once, with
