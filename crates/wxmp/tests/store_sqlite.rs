@@ -97,6 +97,49 @@ async fn kv_contract() {
 }
 
 #[tokio::test]
+async fn a_lease_is_renewed_only_by_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("wxmp.db")).await;
+    let mut events = store.subscribe();
+    let lease = Duration::from_millis(800);
+    assert!(store.set_nx("lock", "owner-a", lease).await.unwrap());
+    sleep(Duration::from_millis(500)).await;
+    assert!(
+        !store.expire_if_eq("lock", "owner-b", LONG).await.unwrap(),
+        "not the owner"
+    );
+    assert!(store.expire_if_eq("lock", "owner-a", lease).await.unwrap());
+    // Past the first lease, within the renewed one.
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.get("lock").await.unwrap().as_deref(), Some("owner-a"));
+    assert!(
+        !store.set_nx("lock", "owner-b", LONG).await.unwrap(),
+        "still held"
+    );
+    // Without further renewals the lease runs out; a renewal then changes nothing.
+    sleep(Duration::from_millis(700)).await;
+    assert!(!store.expire_if_eq("lock", "owner-a", LONG).await.unwrap());
+    assert_eq!(store.get("lock").await.unwrap(), None, "not recreated");
+    assert!(store.set_nx("lock", "owner-b", LONG).await.unwrap());
+    assert!(
+        !store.expire_if_eq("lock", "owner-a", LONG).await.unwrap(),
+        "the old owner cannot extend the new owner's lease"
+    );
+    assert!(
+        timeout(Duration::from_millis(200), async {
+            loop {
+                if events.recv().await.as_deref() == Ok("lock") {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_err(),
+        "renewals announce nothing"
+    );
+}
+
+#[tokio::test]
 async fn creates_the_missing_folder() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a").join("b").join("wxmp.db");

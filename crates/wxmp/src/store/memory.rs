@@ -153,6 +153,24 @@ impl MemoryStore {
         Ok(deleted)
     }
 
+    /// See [`super::Store::expire_if_eq`].
+    pub async fn expire_if_eq(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        match entries.map.get_mut(key) {
+            Some(e) if e.live(now) && e.value == value => {
+                e.expires_at = Some(now + ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// See [`super::Store::subscribe`].
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.notify.subscribe()
@@ -177,8 +195,28 @@ mod tests {
             .await
             .unwrap());
         assert!(!store.delete_if_eq("k", "b").await.unwrap());
+        // Renewing a lease: only its owner can, and the new TTL counts from now.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert!(!store
+            .expire_if_eq("k", "b", Duration::from_secs(10))
+            .await
+            .unwrap());
+        assert!(store
+            .expire_if_eq("k", "a", Duration::from_secs(10))
+            .await
+            .unwrap());
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some("a"));
+        assert!(events.try_recv().is_err(), "a renewal announces nothing");
         assert!(store.delete_if_eq("k", "a").await.unwrap());
         assert_eq!(events.recv().await.unwrap(), "k");
+        assert!(
+            !store
+                .expire_if_eq("k", "a", Duration::from_secs(10))
+                .await
+                .unwrap(),
+            "a deleted key is not recreated"
+        );
         store
             .set("t", "v", Some(Duration::from_secs(5)))
             .await

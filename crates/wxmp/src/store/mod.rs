@@ -2,15 +2,16 @@
 //! the dedup records of callback deliveries.
 //!
 //! Every backend offers the same small key/value contract — `get`, `set` with an optional
-//! TTL, `set_nx` (create only if absent), `delete_if_eq` (compare-and-delete) — plus a stream
-//! of "this key changed" notifications. The token core and the callback dedup build their
-//! locks and records on top of these five operations, so the consistency argument is made once
-//! (in `token/`) and each backend only has to get the five operations atomic:
+//! TTL, `set_nx` (create only if absent), `delete_if_eq` (compare-and-delete),
+//! `expire_if_eq` (compare-and-renew a lease) — plus a stream of "this key changed"
+//! notifications. The token core and the callback dedup build their locks and records on top
+//! of these operations, so the consistency argument is made once (in `token/`) and each
+//! backend only has to get each operation atomic:
 //!
 //! - [`memory`]: a `HashMap` behind a std `Mutex`; tests and single-process use.
 //! - [`sqlite`]: rusqlite with bundled SQLite; survives restarts, so a restart costs no quota.
-//! - [`redis`]: several instances share one Redis; `SET NX PX` and a Lua compare-and-delete,
-//!   notifications over pub/sub.
+//! - [`redis`]: several instances share one Redis; `SET NX PX` and Lua compare-and-delete /
+//!   compare-and-expire, notifications over pub/sub.
 //!
 //! Backends are an enum rather than a trait object: there are exactly three, and an enum keeps
 //! the async methods free of boxing.
@@ -102,6 +103,18 @@ impl Store {
     /// it deletes.
     pub async fn delete_if_eq(&self, key: &str, value: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.delete_if_eq(key, value).await)
+    }
+
+    /// Gives `key` a new TTL of `ttl` from now, only if it still holds `value` (and has not
+    /// expired); true if it did. A lock holder renews its lease with it, and learns when it
+    /// has lost the lock. Does not notify: the value did not change.
+    pub async fn expire_if_eq(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.expire_if_eq(key, value, ttl).await)
     }
 
     /// Keys changed by `set` or `delete_if_eq` — by this process, and for Redis by every

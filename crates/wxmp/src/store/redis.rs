@@ -12,8 +12,8 @@
 //!   or cut off by the network so that no reset ever arrives) never hangs a caller. After
 //!   such a timeout a fresh connection is built in the background and swapped in, since the
 //!   old one may stay silently dead for many minutes.
-//! - Atomicity is Redis's own: `SET NX PX` for `set_nx`, a Lua compare-and-delete for
-//!   `delete_if_eq`. Every key is the configured prefix plus the caller's key, so
+//! - Atomicity is Redis's own: `SET NX PX` for `set_nx`, Lua compare-and-delete and
+//!   compare-and-expire scripts for `delete_if_eq` and `expire_if_eq`. Every key is the configured prefix plus the caller's key, so
 //!   deployments sharing one Redis never see each other.
 //! - Changes are published on `{prefix}changes` with the un-prefixed key. One background
 //!   task per store holds a dedicated pub/sub connection and forwards every message into the
@@ -50,6 +50,14 @@ end
 return 0
 ";
 
+/// Sets the TTL of `KEYS[1]` to `ARGV[2]` ms only if it holds `ARGV[1]`; returns 1 if it did.
+const COMPARE_AND_EXPIRE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 /// A key/value store in a shared Redis. Clones share the connections and the subscriber
 /// task; the task ends when the last clone is dropped.
 #[derive(Clone)]
@@ -71,6 +79,7 @@ struct Inner {
     /// `host:port` (or socket path) for messages: never the URL, which may hold a password.
     addr: String,
     cas_delete: Script,
+    cas_expire: Script,
     notify: broadcast::Sender<String>,
     /// Bumped when the command connection is replaced, telling the subscriber to reconnect
     /// too. Dropped with the last clone, which tells the subscriber to stop.
@@ -129,6 +138,7 @@ impl RedisStore {
                 channel,
                 addr,
                 cas_delete: Script::new(COMPARE_AND_DELETE),
+                cas_expire: Script::new(COMPARE_AND_EXPIRE),
                 notify,
                 generation,
             }),
@@ -247,6 +257,18 @@ impl RedisStore {
             self.announce(key).await;
         }
         Ok(deleted)
+    }
+
+    /// See [`super::Store::expire_if_eq`].
+    pub async fn expire_if_eq(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.inner.cas_expire.key(self.key(key));
+        invocation.arg(value).arg(ttl_ms(ttl));
+        Ok(self.run::<i64>(Op::Script(&invocation)).await? == 1)
     }
 
     /// See [`super::Store::subscribe`]: this store's writes and every other instance's

@@ -9,7 +9,8 @@
 //! - Each operation is one statement. SQLite runs a writing statement under its database-wide
 //!   write lock, so a conditional statement is atomic across connections and processes:
 //!   `set_nx` is an upsert whose update only applies over an expired row, `delete_if_eq` a
-//!   `DELETE … WHERE value = ?`; the number of changed rows says who won.
+//!   `DELETE … WHERE value = ?`, `expire_if_eq` an `UPDATE … WHERE value = ?`; the number of
+//!   changed rows says who won.
 //! - WAL journal mode lets readers run beside the single writer; `busy_timeout` makes a writer
 //!   wait for another process's write instead of failing at once. It is shorter than
 //!   [`OP_TIMEOUT`], so contention comes back as a SQLite error rather than leaving a
@@ -234,6 +235,27 @@ impl SqliteStore {
             let _ = self.notify.send(key.to_owned());
         }
         Ok(deleted)
+    }
+
+    /// See [`super::Store::expire_if_eq`].
+    pub async fn expire_if_eq(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.run(move |db, now| {
+            let changed = db
+                .conn
+                .prepare_cached(
+                    "UPDATE kv SET expires_at_ms = ?3 WHERE key = ?1 AND value = ?2
+                     AND (expires_at_ms IS NULL OR expires_at_ms > ?4)",
+                )?
+                .execute(params![key, value, expiry(now, ttl), now])?;
+            Ok(changed == 1)
+        })
+        .await
     }
 
     /// See [`super::Store::subscribe`]. Only this handle's own writes are announced.

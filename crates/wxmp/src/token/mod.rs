@@ -13,7 +13,9 @@
 //! 2. the store: another instance may already have stored something acceptable;
 //! 3. the store lock (`set_nx` with this instance's owner id and a 10-second lease): one
 //!    instance fetches; the others wait for the store's change notification (polling slowly as
-//!    a fallback) and take the stored result. A holder that dies simply lets its lease run out.
+//!    a fallback) and take the stored result. A live holder renews its lease while it fetches
+//!    (`expire_if_eq`, a compare-and-renew), so a WeChat that takes seconds to answer never
+//!    lets a second instance in; a holder that dies simply lets its lease run out.
 //!
 //! What is "acceptable" is the caller's predicate: usable (a GET), not the stale token a
 //! business server reported (passive refresh), or outside the refresh window (the
@@ -42,11 +44,19 @@ pub use self::upstream::{TicketType, Upstream, UpstreamError};
 use crate::config::{AppConfig, TokenApi};
 use crate::store::{Store, StoreError};
 
-/// The refresh lock's lease: a holder that dies frees the lock after this long.
+/// The refresh lock's lease: a holder that dies frees the lock after at most this long. A
+/// live holder renews it (see [`LEASE_RENEWAL`]), so it bounds the takeover after a kill -9,
+/// not the length of a fetch.
 pub const LOCK_LEASE: Duration = Duration::from_secs(10);
-/// How long one refresh may spend on upstream attempts; shorter than the lease.
+/// How often a holder renews its lease: three renewals per lease, so two may fail (a store
+/// hiccup) before the lease runs out under a live holder.
+const LEASE_RENEWAL: Duration = Duration::from_millis(3300);
+/// How long a refresh keeps starting new upstream attempts (retries of `-1` and transport
+/// errors). An attempt started within it may run for its whole
+/// [`upstream::REQUEST_TIMEOUT`], so a refresh ends within the sum of the two.
 pub const FETCH_BUDGET: Duration = Duration::from_secs(7);
-/// How long a caller waits for another instance's refresh before giving up.
+/// How long a caller waits for another instance's refresh before giving up: longer than the
+/// longest refresh ([`FETCH_BUDGET`] plus one [`upstream::REQUEST_TIMEOUT`]).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(20);
 /// How often a waiter re-reads the store when no notification arrives.
 const WAIT_POLL: Duration = Duration::from_millis(500);
@@ -534,7 +544,11 @@ impl TokenCore {
                 .await
             {
                 Ok(true) => {
-                    let result = self.fetch_under_lock(slot, &want, stale).await;
+                    // The watchdog only ever returns if it is dropped, so the fetch decides.
+                    let result = tokio::select! {
+                        result = self.fetch_under_lock(slot, &want, stale) => result,
+                        never = self.keep_lease(slot) => match never {},
+                    };
                     if let Err(e) = store.delete_if_eq(&slot.lock_key, &self.inner.owner).await {
                         tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(), error = %e,
                             "could not release the refresh lock; its lease frees it");
@@ -563,6 +577,37 @@ impl TokenCore {
                 }
             })
             .await;
+        }
+    }
+
+    /// The lease watchdog: while its holder is alive, renews the refresh lock every third of
+    /// [`LOCK_LEASE`], so a slow WeChat never outlasts the lease while a killed holder still
+    /// frees the lock within one lease. Runs until dropped (when the fetch ends). A failed
+    /// renewal is retried at the next beat; a lock found in other hands (the store was
+    /// unreachable for a whole lease) is reported once and no longer renewed.
+    async fn keep_lease(&self, slot: &Slot) -> std::convert::Infallible {
+        let mut held = true;
+        loop {
+            tokio::time::sleep(LEASE_RENEWAL).await;
+            if !held {
+                continue;
+            }
+            match self
+                .inner
+                .store
+                .expire_if_eq(&slot.lock_key, &self.inner.owner, LOCK_LEASE)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    held = false;
+                    tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(),
+                        "the refresh lock lapsed while this instance was still fetching \
+                         (the store was unreachable for a whole lease); another instance may fetch too");
+                }
+                Err(e) => tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(),
+                    error = %e, "could not renew the refresh lock; retrying"),
+            }
         }
     }
 

@@ -15,9 +15,10 @@ use wxmp_proto::ApiErrcode;
 
 use crate::config::{AppConfig, TokenApi};
 
-/// How long one upstream request may take. Shorter than the refresh lock's lease, so a holder
-/// that is stuck on the network never outlives its lock.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one upstream request may take. WeChat's token endpoints sometimes take several
+/// seconds; an answer within 8 s must still count. The refresh lock's holder renews its lease
+/// meanwhile, so this may exceed the lease.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A token or ticket as WeChat returned it.
 #[derive(Clone, PartialEq, Eq)]
