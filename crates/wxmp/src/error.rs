@@ -30,8 +30,11 @@ pub enum AppError {
     /// The 中控 could not produce a credential.
     #[error(transparent)]
     Token(#[from] TokenError),
-    /// The upstream could not be reached for a proxied call.
-    #[error("cannot reach WeChat: {0}")]
+    /// The request body is over the route's limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The upstream could not be reached for a proxied call, or answered a redirect.
+    #[error("the WeChat call failed: {0}")]
     Upstream(String),
 }
 
@@ -42,6 +45,7 @@ impl AppError {
             AppError::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::JsDomain(_) => (StatusCode::BAD_REQUEST, "js_domain_not_allowed"),
+            AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             AppError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             AppError::Token(e) => match e {
                 TokenError::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),

@@ -14,6 +14,7 @@
 //! - [`store`]: memory, SQLite and Redis behind one small key/value contract.
 //! - [`config`]: the TOML file, validated before any port is bound.
 //! - [`emulator`]: the offline WeChat platform.
+//! - [`outbound`]: the HTTP client for WeChat and the webhook (no redirects, plain errors).
 //! - [`error`], [`metrics`], [`shutdown`], [`logging`]: HTTP errors, Prometheus metrics,
 //!   signals, log format.
 //! - [`redact`]: what logs and reports may show of secret URLs and attacker-chosen text.
@@ -28,6 +29,7 @@ pub mod emulator;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod outbound;
 pub mod redact;
 pub mod send;
 pub mod server;

@@ -23,7 +23,8 @@ pub use crate::state::AppState;
 use crate::store::{MemoryStore, RedisStore, SqliteStore, Store, StoreError};
 use crate::token::{RefresherGuard, TokenCore, Upstream};
 
-/// The largest request body accepted anywhere (WeChat pushes are a few KiB).
+/// The largest request body accepted anywhere but the proxy (WeChat pushes are a few KiB;
+/// the proxy's limit is [`crate::api::proxy::MAX_PROXY_BODY`]).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A built server: state plus the refreshers it keeps alive.
@@ -42,14 +43,9 @@ pub async fn open_store(config: &StoreConfig) -> Result<Store, StoreError> {
     })
 }
 
-/// The HTTP client for WeChat: rustls, bounded timeouts, no proxy surprises.
+/// The HTTP client for WeChat and the webhook: see [`crate::outbound::client`] (no redirects).
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap_or_default()
+    crate::outbound::client()
 }
 
 impl Server {
@@ -87,7 +83,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::api::routes(state.clone()))
         .merge(crate::callback::routes())
+        // Applies to the routes above only: the proxy, merged after, streams up to 10 MiB.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .merge(crate::api::proxy_routes(state.clone()))
         .with_state(state)
 }
 

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use wxmp_proto::{ApiErrcode, Reply};
 
 use super::answer::Answer;
+use crate::outbound;
 use crate::state::AppState;
 use crate::token::upstream::REQUEST_TIMEOUT;
 
@@ -145,7 +146,7 @@ async fn post(state: &AppState, access_token: &str, body: &Value) -> Result<(), 
     let mut url = upstream.url("cgi-bin/message/custom/send");
     url.query_pairs_mut()
         .append_pair("access_token", access_token);
-    let transport = |e: reqwest::Error| SendError::Transport(e.without_url().to_string());
+    let transport = |e: reqwest::Error| SendError::Transport(outbound::describe(&e));
     let response = upstream
         .http()
         .post(url)
@@ -154,6 +155,12 @@ async fn post(state: &AppState, access_token: &str, body: &Value) -> Result<(), 
         .send()
         .await
         .map_err(transport)?;
+    if response.status().is_redirection() {
+        return Err(SendError::Transport(outbound::redirect_refused(
+            "WeChat",
+            response.status().as_u16(),
+        )));
+    }
     let status: Status = response.json().await.map_err(transport)?;
     if status.errcode == 0 {
         Ok(())

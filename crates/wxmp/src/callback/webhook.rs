@@ -56,6 +56,8 @@ use url::Url;
 use wxmp_proto::xml::Element;
 use wxmp_proto::{Article, Message, Reply};
 
+use crate::outbound;
+
 /// How long the webhook may take. Beyond the reply deadline its answer goes out as a
 /// 客服消息, so this only bounds how late that may be.
 pub(crate) const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -226,6 +228,9 @@ pub(crate) enum WebhookError {
     /// Connect error or timeout.
     #[error("cannot reach the webhook: {0}")]
     Transport(String),
+    /// A `3xx`: redirects are not followed.
+    #[error("{}", outbound::redirect_refused("the webhook", *.0))]
+    Redirect(u16),
     /// A status other than 200 or 204.
     #[error("the webhook answered HTTP {0}")]
     Status(u16),
@@ -262,7 +267,7 @@ pub(crate) async fn call(
     message: &Message,
     delivery: &str,
 ) -> Result<Option<WebhookAnswer>, WebhookError> {
-    let transport = |e: reqwest::Error| WebhookError::Transport(e.without_url().to_string());
+    let transport = |e: reqwest::Error| WebhookError::Transport(outbound::describe(&e));
     let mut response = http
         .post(url.clone())
         .timeout(WEBHOOK_TIMEOUT)
@@ -274,6 +279,8 @@ pub(crate) async fn call(
     match response.status().as_u16() {
         204 => return Ok(None),
         200 => {}
+        // Following it would hand the decrypted message to another host.
+        redirect @ 300..=399 => return Err(WebhookError::Redirect(redirect)),
         other => return Err(WebhookError::Status(other)),
     }
     let mut body = Vec::new();

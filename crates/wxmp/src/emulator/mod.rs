@@ -48,6 +48,9 @@ pub use stats::{AppStats, CallCount, TicketCalls};
 
 use state::{ApiRequest, Clock, Reply, State};
 
+/// The largest `/cgi-bin/` request body the emulator reads: above WeChat's 10 MB media limit.
+const MAX_API_BODY: usize = 16 << 20;
+
 /// The appid of the app in [`EmulatorConfig::demo`] (the one in INTERFACE.md's sample config).
 pub const DEMO_APPID: &str = "wx0123456789abcdef";
 /// The AppSecret of the app in [`EmulatorConfig::demo`]. Not a secret: the emulator is offline.
@@ -189,7 +192,8 @@ impl Emulator {
     ///
     /// * `/cgi-bin/token`, `/cgi-bin/stable_token`, `/cgi-bin/ticket/getticket`,
     ///   `/cgi-bin/message/custom/send`, and any other `/cgi-bin/…` path (token check, then
-    ///   `{"errcode":0,"errmsg":"ok"}`).
+    ///   `{"errcode":0,"errmsg":"ok"}`); `/cgi-bin/media/upload` answers `type`, `media_id`
+    ///   and `created_at` like WeChat, plus `received_bytes` and `received_sha256` of the body.
     /// * Controls (JSON; errors are `{"error":{"code","message"}}` with 400/404):
     ///   - `GET /_emulator/` — settings and appids, never secrets.
     ///   - `GET /_emulator/stats[?appid=]` — one app's [`AppStats`], or `{appid: AppStats}`.
@@ -213,6 +217,8 @@ impl Emulator {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/cgi-bin/{*path}", any(api::cgi_bin))
+            // Media uploads reach 10 MB; axum's default for a buffered body is 2 MB.
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY))
             .merge(control::routes())
             .fallback(api::not_found)
             .with_state(self.clone())

@@ -69,6 +69,9 @@ enum Route {
     StableToken,
     Ticket,
     CustomSend,
+    /// `media/upload`: answered with what was received, so tests can check an upload
+    /// arrived intact.
+    MediaUpload,
     Other,
 }
 
@@ -79,6 +82,7 @@ impl Route {
             "/cgi-bin/stable_token" => Route::StableToken,
             "/cgi-bin/ticket/getticket" => Route::Ticket,
             "/cgi-bin/message/custom/send" => Route::CustomSend,
+            "/cgi-bin/media/upload" => Route::MediaUpload,
             _ => Route::Other,
         }
     }
@@ -89,7 +93,7 @@ impl Route {
             Route::StableToken => CallKind::StableToken,
             Route::Ticket => CallKind::Ticket,
             Route::CustomSend => CallKind::CustomSend,
-            Route::Other => CallKind::OtherApi,
+            Route::MediaUpload | Route::Other => CallKind::OtherApi,
         }
     }
 }
@@ -463,7 +467,7 @@ impl State {
                 Some(req.param("type")),
                 false,
             ),
-            Route::CustomSend | Route::Other => {
+            Route::CustomSend | Route::MediaUpload | Route::Other => {
                 (self.tokens.owner(token).map(str::to_owned), None, false)
             }
         };
@@ -479,7 +483,7 @@ impl State {
                 }
                 Route::Ticket => ticket_count(s, ticket_type.flatten()).attempt(),
                 Route::CustomSend => s.custom_send_calls.attempt(),
-                Route::Other => s.other_api_calls.attempt(),
+                Route::MediaUpload | Route::Other => s.other_api_calls.attempt(),
             }
         }
         fault::take(&mut self.faults, req.route.kind())
@@ -492,6 +496,7 @@ impl State {
             Route::StableToken => self.stable_token(req, clock),
             Route::Ticket => self.ticket(req, clock),
             Route::CustomSend => self.custom_send(req, clock),
+            Route::MediaUpload => self.media_upload(req, clock),
             Route::Other => self.other_api(req, clock),
         };
         result.unwrap_or_else(|err| err)
@@ -684,6 +689,27 @@ impl State {
             app.stats.other_api_calls.success();
         }
         Ok(Reply::ok())
+    }
+
+    /// `POST /cgi-bin/media/upload`: WeChat's answer (`type`, `media_id`, `created_at`) plus
+    /// two fields of the emulator's own, `received_bytes` and `received_sha256` of the raw
+    /// request body, so a test can tell the upload arrived whole.
+    fn media_upload(&mut self, req: &ApiRequest, clock: Clock) -> Result<Reply, Reply> {
+        use sha2::{Digest, Sha256};
+        let Reply::Json(_) = self.other_api(req, clock)? else {
+            return Err(Reply::error(-1, "system error"));
+        };
+        let digest = hex::encode(Sha256::digest(&req.body));
+        let created_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(Reply::Json(json!({
+            "type": req.param("type").unwrap_or("image"),
+            "media_id": format!("emu-media-{}", &digest[..16]),
+            "created_at": created_at,
+            "received_bytes": req.body.len(),
+            "received_sha256": digest,
+        })))
     }
 
     // ---- controls ----

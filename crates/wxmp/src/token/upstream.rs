@@ -4,8 +4,9 @@
 //! Every failure becomes an [`UpstreamError`] that says whether a retry can help
 //! ([`UpstreamError::is_transient`]) and, for the ones that need a human, what to do
 //! ([`UpstreamError::explain`]). The classic token call carries the AppSecret in its query
-//! string, and reqwest's errors print the URL, so transport errors are always stripped of
-//! their URL before they go anywhere.
+//! string, and reqwest's errors print the URL, so transport errors are always put in words by
+//! [`outbound::describe`], which names the host and the cause but never the URL. A redirect is
+//! an error (the client follows none): obeying it would send the AppSecret elsewhere.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use url::Url;
 use wxmp_proto::ApiErrcode;
 
 use crate::config::{AppConfig, TokenApi};
+use crate::outbound;
 
 /// How long one upstream request may take. WeChat's token endpoints sometimes take several
 /// seconds; an answer within 8 s must still count. The refresh lock's holder renews its lease
@@ -255,12 +257,19 @@ async fn send(request: reqwest::RequestBuilder) -> Result<TokenAnswer, UpstreamE
         .timeout(REQUEST_TIMEOUT)
         .send()
         .await
-        .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
+        .map_err(|e| UpstreamError::Transport(outbound::describe(&e)))?;
     let status = response.status();
+    if status.is_redirection() {
+        // Following it would post the AppSecret to whatever host the Location names.
+        return Err(UpstreamError::BadResponse(outbound::redirect_refused(
+            "WeChat",
+            status.as_u16(),
+        )));
+    }
     let body = response
         .bytes()
         .await
-        .map_err(|e| UpstreamError::Transport(e.without_url().to_string()))?;
+        .map_err(|e| UpstreamError::Transport(outbound::describe(&e)))?;
     if !status.is_success() {
         return Err(UpstreamError::BadResponse(format!("HTTP status {status}")));
     }
