@@ -49,9 +49,11 @@ pub fn describe(e: &reqwest::Error) -> String {
             })
         })
         .unwrap_or_else(|| "the server".to_owned());
+    let https = e.url().is_some_and(|url| url.scheme() == "https");
     let causes = causes(e);
     let last = causes.last().cloned().unwrap_or_default();
-    let io_kind = io_kind(e);
+    let io_kinds = io_kinds(e);
+    let io_kind = |kind: std::io::ErrorKind| io_kinds.contains(&kind);
     let mentions = |needle: &str| {
         causes
             .iter()
@@ -61,16 +63,20 @@ pub fn describe(e: &reqwest::Error) -> String {
         format!("{target} did not answer in time (timed out)")
     } else if mentions("dns error") {
         format!("DNS lookup of {target} failed: {last}")
-    } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+    } else if io_kind(std::io::ErrorKind::ConnectionRefused) {
         format!("connection refused by {target} (nothing listens there)")
-    } else if mentions("certificate") || mentions("tls") || mentions("handshake") {
+    } else if mentions("certificate")
+        || mentions("tls")
+        || mentions("handshake")
+        // rustls reports every handshake failure as InvalidData ("received corrupt message…").
+        || (https && io_kind(std::io::ErrorKind::InvalidData))
+    {
         format!("TLS handshake with {target} failed: {last}")
     } else if e.is_connect() {
         format!("cannot connect to {target}: {last}")
-    } else if matches!(
-        io_kind,
-        Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof)
-    ) || mentions("connection closed")
+    } else if io_kind(std::io::ErrorKind::ConnectionReset)
+        || io_kind(std::io::ErrorKind::UnexpectedEof)
+        || mentions("connection closed")
         || mentions("incomplete")
     {
         format!("{target} closed the connection before answering in full: {last}")
@@ -83,27 +89,37 @@ pub fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// The messages of `e`'s sources, outermost first, without reqwest's own (it quotes the URL).
-fn causes(e: &reqwest::Error) -> Vec<String> {
+/// `e`'s sources, outermost first, without reqwest's own error (its text quotes the URL).
+/// An `io::Error` wrapping another error hides that error from `source()` (std skips straight
+/// to the inner error's source), so the walk steps into `get_ref()` itself.
+fn chain(e: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
     let mut out = Vec::new();
     let mut next = e.source();
     while let Some(cause) = next {
-        out.push(cause.to_string());
-        next = cause.source();
+        out.push(cause);
+        next = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => None,
+            },
+            None => cause.source(),
+        };
     }
     out
 }
 
-/// The kind of the first I/O error in `e`'s sources.
-fn io_kind(e: &reqwest::Error) -> Option<std::io::ErrorKind> {
-    let mut next = e.source();
-    while let Some(cause) = next {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        next = cause.source();
-    }
-    None
+/// The messages of `e`'s sources, outermost first.
+fn causes(e: &reqwest::Error) -> Vec<String> {
+    chain(e).iter().map(ToString::to_string).collect()
+}
+
+/// The kinds of the I/O errors among `e`'s sources, outermost first.
+fn io_kinds(e: &reqwest::Error) -> Vec<std::io::ErrorKind> {
+    chain(e)
+        .iter()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind)
+        .collect()
 }
 
 #[cfg(test)]
@@ -158,7 +174,7 @@ mod tests {
             .await
             .unwrap_err();
         let text = describe(&e);
-        assert!(text.contains("TLS handshake"), "{text}");
+        assert!(text.contains("TLS handshake"), "{text} {e:?}");
         assert!(!text.contains("s3cret"), "{text}");
         server.abort();
     }
