@@ -194,15 +194,20 @@ impl Reply {
     /// must match the items. Errors (-40002): malformed XML, a root other than `<xml>`, a
     /// missing header or required element, an unknown reply `MsgType`.
     pub fn parse(xml: &[u8]) -> Result<RenderedReply, Error> {
-        let root = xml::parse(xml)?;
+        Self::from_element(&xml::parse(xml)?)
+    }
+
+    /// Reads a passive reply out of an already parsed document (e.g. one read with
+    /// [`xml::parse_lenient`]); the same checks as [`Reply::parse`].
+    pub fn from_element(root: &Element) -> Result<RenderedReply, Error> {
         if root.name != "xml" {
             return Err(Error::xml("the root element is not <xml>"));
         }
         Ok(RenderedReply {
-            to_user_name: required(&root, "ToUserName")?.to_owned(),
-            from_user_name: required(&root, "FromUserName")?.to_owned(),
-            create_time: u64_field(&root, "CreateTime")?,
-            reply: Self::from_root(&root)?,
+            to_user_name: required(root, "ToUserName")?.to_owned(),
+            from_user_name: required(root, "FromUserName")?.to_owned(),
+            create_time: u64_field(root, "CreateTime")?,
+            reply: Self::from_root(root)?,
         })
     }
 

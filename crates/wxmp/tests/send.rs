@@ -322,6 +322,8 @@ struct Behaviour {
     no_reply: bool,
     /// Answer in plaintext even when the request was encrypted.
     plaintext_reply: bool,
+    /// Answer this reply XML (encrypted when the request was) instead of `pong: …`.
+    reply_xml: Option<fn(&Message) -> String>,
 }
 
 /// What the server saw of one POST.
@@ -439,9 +441,12 @@ async fn push(
         return (StatusCode::OK, "success".to_owned());
     }
     let content = message.raw.child_text("Content").unwrap_or("event");
-    let reply = wxmp_proto::Reply::text(format!("pong: {content}"))
-        .render_for(&message, 1_714_036_600)
-        .unwrap();
+    let reply = match s.behaviour.reply_xml {
+        Some(reply_xml) => reply_xml(&message),
+        None => wxmp_proto::Reply::text(format!("pong: {content}"))
+            .render_for(&message, 1_714_036_600)
+            .unwrap(),
+    };
     if !encrypted || s.behaviour.plaintext_reply {
         return (StatusCode::OK, reply);
     }
@@ -621,9 +626,80 @@ async fn a_reply_to_someone_else_is_warned_about() {
         panic!("expected a reply")
     };
     let sent = Outgoing::build(&header(Some(1)), &text("x")).unwrap();
-    let warnings = wxmp::send::warnings(&opened.reply, &sent);
+    let warnings = wxmp::send::warnings(&opened, &sent);
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0].contains("oSomeoneElse"), "{warnings:?}");
+}
+
+#[tokio::test]
+async fn replies_wechat_may_refuse_are_warned_about_but_shown() {
+    // A raw `]]>` outside CDATA and a CreateTime in milliseconds, sealed in safe mode.
+    let server = fake(Behaviour {
+        reply_xml: Some(|m: &Message| {
+            format!(
+                "<xml><ToUserName><![CDATA[{}]]></ToUserName><FromUserName><![CDATA[{}]]></FromUserName>\
+                 <CreateTime>1714036600123</CreateTime><MsgType><![CDATA[text]]></MsgType>\
+                 <Content>a]]>b</Content></xml>",
+                m.from_user_name, m.to_user_name
+            )
+        }),
+        ..Behaviour::default()
+    })
+    .await;
+    let (result, out, err) = send(safe_args(&server.url, &["text", "hi"])).await;
+    result.unwrap();
+    assert!(out.contains("a]]>b"), "{out}");
+    assert!(
+        err.contains("warning: the reply has a raw `]]>` outside CDATA"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the reply's CreateTime 1714036600123 has 13 digits"),
+        "{err}"
+    );
+    assert_eq!(err.matches("warning:").count(), 2, "{err}");
+
+    // Each warning alone, on plaintext replies read back.
+    let sent = Outgoing::build(&header(Some(1)), &text("x")).unwrap();
+    let check = |xml: String, needle: &str| {
+        let Opened::Reply(opened) =
+            open_reply(&credentials(Security::Plain), xml.as_bytes()).unwrap()
+        else {
+            panic!("expected a reply")
+        };
+        let warnings = wxmp::send::warnings(&opened, &sent);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(needle), "{warnings:?}");
+    };
+    let to = sent.from_user_name.clone();
+    let account = sent.to_user_name.clone();
+    let reply = |from: &str, create_time: u64, content: &str| {
+        wxmp_proto::Reply::text(content)
+            .render(&to, from, create_time)
+            .unwrap()
+    };
+    check(
+        reply("gh_other", 1_714_036_600, "x"),
+        "FromUserName is \"gh_other\"",
+    );
+    check(
+        reply(&account, 1_714_036_600_000, "x"),
+        "looks like milliseconds",
+    );
+    check(reply(&account, 1_714_036_600, " "), "Content is empty");
+    check(
+        reply(&account, 1_714_036_600, "x").replace("<![CDATA[x]]>", "x]]>"),
+        "raw `]]>`",
+    );
+    // A reply WeChat documents draws no warning.
+    let Opened::Reply(opened) = open_reply(
+        &credentials(Security::Plain),
+        reply(&account, 1_714_036_600, "a]]>b").as_bytes(),
+    )
+    .unwrap() else {
+        panic!("expected a reply")
+    };
+    assert_eq!(wxmp::send::warnings(&opened, &sent), Vec::<String>::new());
 }
 
 #[tokio::test]

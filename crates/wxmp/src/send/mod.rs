@@ -252,7 +252,7 @@ pub async fn execute(
             if !opened.encrypted && matches!(plan.credentials.security, Security::Compat(_)) {
                 writeln!(err, "note: plaintext reply (accepted in compat mode)")?;
             }
-            for warning in warnings(&opened.reply, &message) {
+            for warning in warnings(&opened, &message) {
                 writeln!(err, "warning: {warning}")?;
             }
             write!(out, "{}", describe(&opened))?;

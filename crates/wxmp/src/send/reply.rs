@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 
 use wxmp_proto::reply::MAX_NEWS_ARTICLES;
+use wxmp_proto::xml::Quirks;
 use wxmp_proto::{is_no_reply, xml, EncryptedReply, RenderedReply, Reply};
 
 use super::build::{Credentials, Outgoing, Security};
@@ -36,6 +37,8 @@ pub struct OpenedReply {
     pub xml: String,
     /// The parsed reply.
     pub reply: RenderedReply,
+    /// What the reply XML got wrong that was read anyway.
+    pub quirks: Quirks,
 }
 
 /// Why WeChat would not accept the answer.
@@ -74,9 +77,9 @@ pub fn open_reply(credentials: &Credentials, body: &[u8]) -> Result<Opened, Repl
             empty: body.trim_ascii().is_empty(),
         });
     }
-    let root = xml::parse(body).map_err(ReplyError::NotXml)?;
+    let (root, body_quirks) = xml::parse_lenient(body).map_err(ReplyError::NotXml)?;
     let encrypted = root.child("Encrypt").is_some();
-    let (xml, encrypted) = match (&credentials.security, encrypted) {
+    let (root, quirks, xml, encrypted) = match (&credentials.security, encrypted) {
         (Security::Plain, true) => return Err(ReplyError::EncryptedInPlainMode),
         (Security::Safe(_), false) => return Err(ReplyError::PlaintextInSafeMode),
         (Security::Compat(crypt) | Security::Safe(crypt), true) => {
@@ -90,24 +93,41 @@ pub fn open_reply(credentials: &Credentials, body: &[u8]) -> Result<Opened, Repl
                     -40001 => ReplyError::BadSignature,
                     _ => ReplyError::Decrypt(e),
                 })?;
-            (plain.msg, true)
+            let (root, quirks) =
+                xml::parse_lenient(plain.msg.as_bytes()).map_err(ReplyError::NotAReply)?;
+            (root, quirks, plain.msg, true)
         }
         (Security::Plain | Security::Compat(_), false) => {
             // Parsed above, so it is UTF-8.
-            (String::from_utf8_lossy(body).into_owned(), false)
+            let xml = String::from_utf8_lossy(body).into_owned();
+            (root, body_quirks, xml, false)
         }
     };
-    let reply = Reply::parse(xml.as_bytes()).map_err(ReplyError::NotAReply)?;
+    let reply = Reply::from_element(&root).map_err(ReplyError::NotAReply)?;
     Ok(Opened::Reply(Box::new(OpenedReply {
         encrypted,
         xml,
         reply,
+        quirks,
     })))
 }
 
-/// Things WeChat may not do as the developer expects, though the reply is well-formed.
-pub fn warnings(reply: &RenderedReply, sent: &Outgoing) -> Vec<String> {
+/// The most digits a `CreateTime` in Unix seconds has until the year 2286.
+const SECONDS_DIGITS: usize = 10;
+
+/// Things WeChat may not do as the developer expects, though the reply was read: see the
+/// module docs.
+pub fn warnings(opened: &OpenedReply, sent: &Outgoing) -> Vec<String> {
+    let reply = &opened.reply;
     let mut warnings = Vec::new();
+    if opened.quirks.raw_cdata_end {
+        warnings.push(
+            "the reply has a raw `]]>` outside CDATA, which is not well-formed XML: an XML \
+             parser may refuse the whole reply; write it as `]]&gt;`, or split the CDATA \
+             section (`]]]]><![CDATA[>`)"
+                .to_owned(),
+        );
+    }
     if reply.to_user_name != sent.from_user_name {
         warnings.push(format!(
             "the reply's ToUserName is {:?}, not the sender's OpenID {:?}: WeChat delivers a \
@@ -115,13 +135,36 @@ pub fn warnings(reply: &RenderedReply, sent: &Outgoing) -> Vec<String> {
             reply.to_user_name, sent.from_user_name
         ));
     }
-    if let Reply::News { articles } = &reply.reply {
-        if articles.len() > MAX_NEWS_ARTICLES {
+    if reply.from_user_name != sent.to_user_name {
+        warnings.push(format!(
+            "the reply's FromUserName is {:?}, not the account's id {:?} (the push's \
+             ToUserName), which is what WeChat expects there",
+            reply.from_user_name, sent.to_user_name
+        ));
+    }
+    let digits = reply.create_time.to_string().len();
+    if digits > SECONDS_DIGITS {
+        warnings.push(format!(
+            "the reply's CreateTime {} has {digits} digits: it looks like milliseconds, but \
+             WeChat expects Unix seconds ({SECONDS_DIGITS} digits)",
+            reply.create_time
+        ));
+    }
+    match &reply.reply {
+        Reply::News { articles } if articles.len() > MAX_NEWS_ARTICLES => {
             warnings.push(format!(
                 "the news reply carries {} articles; WeChat accepts at most {MAX_NEWS_ARTICLES}",
                 articles.len()
             ));
         }
+        Reply::Text { content } if content.trim().is_empty() => {
+            warnings.push(
+                "the text reply's Content is empty: to say nothing, WeChat documents `success` \
+                 (or an empty body), not an empty message"
+                    .to_owned(),
+            );
+        }
+        _ => {}
     }
     warnings
 }
