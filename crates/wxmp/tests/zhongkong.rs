@@ -675,3 +675,50 @@ async fn a_refresh_longer_than_the_lease_keeps_its_lock() {
         "the -1 and its retry, both by the lock holder: nothing fetched twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stable_tokens_cost_one_call_per_cycle() {
+    // WeChat's stable_token renews only in the last 5 minutes, and wxmp's refresh lead is at
+    // most 5 minutes: the emulator's window here is likewise exactly the lead (a fifth of the
+    // 10 s lifetime), the case where a refresh just ahead of the window gets the old token.
+    let emu = emulator(EmulatorConfig {
+        token_lifetime: Duration::from_secs(10),
+        overlap: Duration::from_secs(2),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let instance = start(
+        config(&emu.base_url(), vec![app(TokenApi::Stable)]),
+        Store::memory(),
+    )
+    .await;
+    let client = client();
+    // Three refresh cycles and a bit, serving (and using) tokens all along.
+    let deadline = Instant::now() + Duration::from_secs(27);
+    let mut seen = std::collections::HashSet::new();
+    while Instant::now() < deadline {
+        let (status, v) = get_json(&client, &instance.url("/v1/apps/demo/access_token")).await;
+        assert_eq!(status, 200, "{v}");
+        let token = v["access_token"].as_str().unwrap();
+        assert_eq!(use_token(&emu.base_url(), token).await, 0);
+        seen.insert(token.to_owned());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let stats = emu.emulator().stats(APPID);
+    eprintln!(
+        "stable_token calls: {}, tokens issued: {}, tokens seen: {}",
+        stats.stable_token_calls.attempts,
+        stats.stable_tokens_issued,
+        seen.len()
+    );
+    assert!(
+        stats.stable_tokens_issued >= 3,
+        "several cycles ran ({} tokens issued)",
+        stats.stable_tokens_issued
+    );
+    assert_eq!(
+        stats.stable_token_calls.attempts, stats.stable_tokens_issued,
+        "every stable_token call brought a new token: one call per cycle"
+    );
+    assert_eq!(stats.force_refresh_calls.attempts, 0);
+}

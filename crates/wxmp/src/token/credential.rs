@@ -5,9 +5,13 @@
 //!
 //! The schedule follows INTERFACE.md: refresh when about a fifth of the lifetime WeChat
 //! returned is left, never earlier than 5 minutes before expiry (the overlap WeChat
-//! guarantees between old and new token), minus a little jitter so instances and apps do not
-//! all wake at once. A credential is *usable* — may be handed out — only while more than a
-//! small margin is left, so a caller never receives a token that dies in its hands.
+//! guarantees between old and new token), with a little jitter so instances and apps do not
+//! all wake at once. Where that jitter goes depends on the token API ([`Schedule`]): a classic
+//! token or a ticket is new on every call, so it is refreshed a little *before* that point; a
+//! stable token is the same one on every call until WeChat's own 5-minute renewal window
+//! opens, so it is refreshed a little *after* it, inside the window, where one call brings the
+//! new token. A credential is *usable* — may be handed out — only while more than a small
+//! margin is left, so a caller never receives a token that dies in its hands.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +27,20 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Where the refresh goes relative to the refresh lead ([`Credential::refresh_lead_ms`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// At the lead or up to a tenth of it earlier: for credentials that every call renews
+    /// (`/cgi-bin/token`, tickets).
+    Ahead,
+    /// Between 5% and 15% of the lead later, so the call falls inside WeChat's renewal
+    /// window: `stable_token` in normal mode returns the token it already issued until fewer
+    /// than 5 minutes (the longest lead) are left, so a call just before that window costs a
+    /// call and brings nothing new. The 5% keeps clear of WeChat rounding `expires_in` down to
+    /// whole seconds and of clock skew (15 s of a 300 s window).
+    InsideWindow,
 }
 
 /// An access_token or ticket with its validity.
@@ -83,16 +101,26 @@ impl Credential {
         self.remaining_ms(now_ms) > self.usable_margin_ms()
     }
 
-    /// True once the refresh window has begun (`jitter_ms` brings it a little earlier).
-    pub fn needs_refresh(&self, now_ms: u64, jitter_ms: u64) -> bool {
-        self.remaining_ms(now_ms) <= self.refresh_lead_ms().saturating_add(jitter_ms)
+    /// How long before expiry this credential is refreshed under `schedule`, with this
+    /// instance's `random` in [0, 1) placing it within the jitter.
+    pub fn lead_ms(&self, schedule: Schedule, random: f64) -> u64 {
+        let lead = self.refresh_lead_ms();
+        let jitter = self.jitter_ms(random);
+        match schedule {
+            Schedule::Ahead => lead.saturating_add(jitter),
+            Schedule::InsideWindow => lead.saturating_sub(lead / 20).saturating_sub(jitter),
+        }
     }
 
-    /// When the refresher should wake, relative to `now_ms`.
-    pub fn refresh_in(&self, now_ms: u64, jitter_ms: u64) -> Duration {
-        let at = self
-            .expires_at_ms
-            .saturating_sub(self.refresh_lead_ms().saturating_add(jitter_ms));
+    /// True once no more than `lead_ms` (from [`Credential::lead_ms`]) is left.
+    pub fn needs_refresh(&self, now_ms: u64, lead_ms: u64) -> bool {
+        self.remaining_ms(now_ms) <= lead_ms
+    }
+
+    /// When the refresher should wake, relative to `now_ms`, for a refresh `lead_ms` before
+    /// expiry.
+    pub fn refresh_in(&self, now_ms: u64, lead_ms: u64) -> Duration {
+        let at = self.expires_at_ms.saturating_sub(lead_ms);
         Duration::from_millis(at.saturating_sub(now_ms))
     }
 
@@ -135,9 +163,23 @@ mod tests {
     fn a_7200s_token_refreshes_5_minutes_early() {
         let c = Credential::new("t".into(), 0, 7200);
         assert_eq!(c.refresh_lead_ms(), 300_000);
-        assert!(!c.needs_refresh(7_200_000 - 300_001, 0));
-        assert!(c.needs_refresh(7_200_000 - 300_000, 0));
+        let lead = c.lead_ms(Schedule::Ahead, 0.0);
+        assert_eq!(lead, 300_000);
+        assert!(!c.needs_refresh(7_200_000 - 300_001, lead));
+        assert!(c.needs_refresh(7_200_000 - 300_000, lead));
         assert_eq!(c.usable_margin_ms(), 60_000);
+    }
+
+    #[test]
+    fn a_stable_token_refreshes_inside_the_5_minute_window() {
+        let c = Credential::new("t".into(), 0, 7200);
+        for r in [0.0, 0.5, 0.999] {
+            let lead = c.lead_ms(Schedule::InsideWindow, r);
+            assert!((255_000..=285_000).contains(&lead), "{lead}");
+            assert!(c.is_usable(7_200_000 - lead));
+        }
+        // A classic token's jitter goes the other way, ahead of the window.
+        assert!(c.lead_ms(Schedule::Ahead, 0.999) > 300_000);
     }
 
     #[test]
@@ -145,7 +187,10 @@ mod tests {
         let c = Credential::new("t".into(), 1_000, 20);
         assert_eq!(c.refresh_lead_ms(), 4_000);
         assert_eq!(c.usable_margin_ms(), 1_000);
-        assert_eq!(c.refresh_in(1_000, 0), Duration::from_secs(16));
+        assert_eq!(
+            c.refresh_in(1_000, c.lead_ms(Schedule::Ahead, 0.0)),
+            Duration::from_secs(16)
+        );
         assert!(c.is_usable(19_999));
         assert!(!c.is_usable(20_000));
         assert_eq!(c.expires_in_s(11_000), 10);
@@ -161,11 +206,18 @@ mod tests {
             prop_assert!(jitter <= c.refresh_lead_ms() / 10);
             // The refresher wakes while the token can still be handed out, for tokens of at
             // least 10 seconds (shorter ones are refreshed on demand).
-            if expires_in >= 10 {
-                let wake = now + u64::try_from(c.refresh_in(now, jitter).as_millis()).unwrap();
-                prop_assert!(c.is_usable(wake));
-                prop_assert!(c.needs_refresh(wake, jitter));
+            for schedule in [Schedule::Ahead, Schedule::InsideWindow] {
+                let lead = c.lead_ms(schedule, r);
+                if expires_in >= 10 {
+                    let wake = now + u64::try_from(c.refresh_in(now, lead).as_millis()).unwrap();
+                    prop_assert!(c.is_usable(wake));
+                    prop_assert!(c.needs_refresh(wake, lead));
+                }
             }
+            // A stable refresh always falls inside WeChat's 5-minute window, with room to spare.
+            let inside = c.lead_ms(Schedule::InsideWindow, r);
+            prop_assert!(inside <= c.refresh_lead_ms() - c.refresh_lead_ms() / 20);
+            prop_assert!(inside <= MAX_REFRESH_LEAD_MS * 19 / 20);
         }
 
         #[test]

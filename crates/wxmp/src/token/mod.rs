@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use self::credential::{now_ms, Backoff, Credential};
+use self::credential::{now_ms, Backoff, Credential, Schedule};
 pub use self::upstream::{TicketType, Upstream, UpstreamError};
 use crate::config::{AppConfig, TokenApi};
 use crate::store::{Store, StoreError};
@@ -240,8 +240,19 @@ impl Slot {
         }
     }
 
-    fn jitter_ms(&self, c: &Credential) -> u64 {
-        c.jitter_ms(self.jitter)
+    /// How a refresh of this slot is placed: a stable access_token inside WeChat's renewal
+    /// window (see [`Schedule`]), everything else ahead of it.
+    fn schedule(&self) -> Schedule {
+        if self.kind == Kind::AccessToken && self.app.token_api == TokenApi::Stable {
+            Schedule::InsideWindow
+        } else {
+            Schedule::Ahead
+        }
+    }
+
+    /// How long before expiry this instance refreshes `c`.
+    fn lead_ms(&self, c: &Credential) -> u64 {
+        c.lead_ms(self.schedule(), self.jitter)
     }
 
     fn count_call(&self) {
@@ -397,7 +408,7 @@ impl TokenCore {
         let slot = self.slot(app, kind)?;
         let now = now_ms();
         if let Some(c) = slot.cached().filter(|c| c.is_usable(now)) {
-            if c.needs_refresh(now, slot.jitter_ms(&c)) {
+            if c.needs_refresh(now, slot.lead_ms(&c)) {
                 slot.wake.notify_one();
             }
             return Ok(Issued::from(&c, now));
@@ -796,7 +807,7 @@ impl TokenCore {
             let sleep_for = match &held {
                 None if is_ticket => None,
                 None => Some(Duration::ZERO),
-                Some(c) => Some(c.refresh_in(now_ms(), slot.jitter_ms(c))),
+                Some(c) => Some(c.refresh_in(now_ms(), slot.lead_ms(c))),
             };
             match sleep_for {
                 None => slot.wake.notified().await,
@@ -811,13 +822,13 @@ impl TokenCore {
             let now = now_ms();
             let due = slot
                 .cached()
-                .is_none_or(|c| c.needs_refresh(now, slot.jitter_ms(&c)));
+                .is_none_or(|c| c.needs_refresh(now, slot.lead_ms(&c)));
             if !due {
                 continue;
             }
-            let jitter = slot.jitter;
+            let (schedule, jitter) = (slot.schedule(), slot.jitter);
             let want = move |c: Option<&Credential>| {
-                c.is_none_or(|c| c.needs_refresh(now_ms(), c.jitter_ms(jitter)))
+                c.is_none_or(|c| c.needs_refresh(now_ms(), c.lead_ms(schedule, jitter)))
             };
             match self.ensure(&slot, want, None).await {
                 Ok(_) => failures = 0,
