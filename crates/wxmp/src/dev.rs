@@ -121,7 +121,8 @@ pub fn banner(bound: SocketAddr, emulator: &str) -> String {
          \n  app `demo` (safe mode)  AppID {DEMO_APPID}  Token {DEV_TOKEN}\n  \
          EncodingAESKey {DEV_ENCODING_AES_KEY}\n\
          \n  Callback URL (服务器地址):  {base}/wx/demo\n  \
-         Business API key:          {DEV_API_KEY}\n\
+         Business API key:          {DEV_API_KEY}\n  \
+         Status page:               {base}/status  (in a browser: any user name, the API key as password)\n\
          \nTry it (in another terminal):\n  \
          cargo run --release -- send --url {base}/wx/demo --token {DEV_TOKEN} --aes-key {DEV_ENCODING_AES_KEY} --appid {DEMO_APPID} --mode safe text ping\n  \
          curl -s -H 'Authorization: Bearer {DEV_API_KEY}' {base}/v1/apps/demo/access_token\n  \

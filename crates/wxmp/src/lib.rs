@@ -29,6 +29,7 @@ pub mod emulator;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod outbound;
 pub mod redact;
 pub mod send;

@@ -219,12 +219,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let ops_listener = match built.state.config.ops.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ([ops] listen): {e}"))?,
+        ),
+        None => None,
+    };
     // The bound address, not the configured one: with port 0 this is how a supervisor (or a
     // test) learns where the server is.
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "wxmp serving");
     announce_callback_urls(&built.state.config, bound);
-    server::run(listener, built.router(), shutdown::signal()).await?;
+    let stop = futures::FutureExt::shared(Box::pin(shutdown::signal()));
+    match ops_listener {
+        Some(ops) => {
+            tracing::info!(listen = %ops.local_addr()?, "ops listener: /status, /metrics, /healthz (no key)");
+            tokio::try_join!(
+                server::run(listener, built.router(), stop.clone()),
+                server::run(ops, built.ops_router(), stop),
+            )?;
+        }
+        None => server::run(listener, built.router(), stop).await?,
+    }
     Ok(())
 }
 

@@ -9,10 +9,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -32,6 +28,7 @@ pub struct Server {
     /// The state handlers share.
     pub state: AppState,
     _refreshers: RefresherGuard,
+    _store_probe: crate::ops::ProbeGuard,
 }
 
 /// Opens the configured store.
@@ -58,15 +55,18 @@ impl Server {
     /// Like [`Server::build`] with an already opened store (tests share one between instances).
     pub fn with_store(config: Config, store: Store) -> Server {
         let upstream = Upstream::new(http_client(), config.upstream.clone());
-        let tokens = TokenCore::new(&config.apps, store, upstream);
+        let metrics = Arc::new(Metrics::new());
+        let store_probe = crate::ops::spawn_store_probe(store.clone(), metrics.clone());
+        let tokens = TokenCore::with_metrics(&config.apps, store, upstream, metrics.clone());
         let refreshers = tokens.start();
         Server {
             state: AppState {
                 config: Arc::new(config),
                 tokens,
-                metrics: Arc::new(Metrics::new()),
+                metrics,
             },
             _refreshers: refreshers,
+            _store_probe: store_probe,
         }
     }
 
@@ -74,33 +74,23 @@ impl Server {
     pub fn router(&self) -> Router {
         router(self.state.clone())
     }
+
+    /// The admin listener's router (`[ops] listen`): `/status`, `/metrics`, `/healthz`.
+    pub fn ops_router(&self) -> Router {
+        crate::ops::admin_router(self.state.clone())
+    }
 }
 
 /// Every route of INTERFACE.md.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .merge(crate::ops::main_routes(&state))
         .merge(crate::api::routes(state.clone()))
         .merge(crate::callback::routes())
         // Applies to the routes above only: the proxy, merged after, streams up to 10 MiB.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .merge(crate::api::proxy_routes(state.clone()))
         .with_state(state)
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(&state.tokens),
-    )
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains open requests for

@@ -649,6 +649,7 @@ async fn outcomes_are_counted_in_the_metrics() {
     wechat.post_raw(&query, "x").await;
     let metrics = http()
         .get(running.url("/metrics"))
+        .bearer_auth(API_KEY)
         .send()
         .await
         .unwrap()

@@ -217,6 +217,7 @@ async fn a_webhook_slower_than_5s_is_answered_on_the_retry() {
     // hyper dropped the first request when the client hung up; the handling went on.
     let metrics = http()
         .get(running.url("/metrics"))
+        .bearer_auth(API_KEY)
         .send()
         .await
         .unwrap()

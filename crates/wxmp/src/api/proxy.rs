@@ -155,44 +155,53 @@ pub(crate) async fn proxy(
         query: query.as_deref(),
         content_type: parts.headers.get(CONTENT_TYPE),
     };
-    let answer = match &outgoing {
-        Outgoing::Kept(bytes) => {
-            state
-                .tokens
-                .with_access_token(
-                    &app,
-                    |token| call.send(reqwest::Body::from(bytes.clone()), token, REQUEST_TIMEOUT),
-                    |sent: &Result<Answer, AppError>| sent.as_ref().is_ok_and(Answer::stale_token),
-                )
-                .await??
-        }
-        Outgoing::Once(stream) => {
-            let stream = stream
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .unwrap_or_else(|| stream::empty().boxed());
-            let token = state.tokens.access_token(&app).await?;
-            let sent = call
-                .send(
-                    reqwest::Body::wrap_stream(stream),
-                    token.value.clone(),
-                    UPLOAD_TIMEOUT,
-                )
-                .await;
-            if over_limit.load(Ordering::Acquire) {
-                return Err(AppError::TooLarge(too_large()));
+    // One observation per proxied request, its one stale-token retry included.
+    let started = std::time::Instant::now();
+    let answer: Result<Answer, AppError> = async {
+        Ok(match &outgoing {
+            Outgoing::Kept(bytes) => {
+                state
+                    .tokens
+                    .with_access_token(
+                        &app,
+                        |token| call.send(reqwest::Body::from(bytes.clone()), token, REQUEST_TIMEOUT),
+                        |sent: &Result<Answer, AppError>| sent.as_ref().is_ok_and(Answer::stale_token),
+                    )
+                    .await??
             }
-            let answer = sent?;
-            if answer.stale_token() {
-                // The body is spent, so no retry; the refresh lets the caller's own retry work.
-                if let Err(e) = state.tokens.refresh_access_token(&app, &token.value).await {
-                    tracing::warn!(app, error = %e, "stale token on a streamed upload; refresh failed");
+            Outgoing::Once(stream) => {
+                let stream = stream
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .unwrap_or_else(|| stream::empty().boxed());
+                let token = state.tokens.access_token(&app).await?;
+                let sent = call
+                    .send(
+                        reqwest::Body::wrap_stream(stream),
+                        token.value.clone(),
+                        UPLOAD_TIMEOUT,
+                    )
+                    .await;
+                if over_limit.load(Ordering::Acquire) {
+                    return Err(AppError::TooLarge(too_large()));
                 }
+                let answer = sent?;
+                if answer.stale_token() {
+                    // The body is spent, so no retry; the refresh lets the caller's own retry work.
+                    if let Err(e) = state.tokens.refresh_access_token(&app, &token.value).await {
+                        tracing::warn!(app, error = %e, "stale token on a streamed upload; refresh failed");
+                    }
+                }
+                answer
             }
-            answer
-        }
-    };
+        })
+    }
+    .await;
+    state
+        .metrics
+        .upstream_latency(&app, "proxy", started.elapsed());
+    let answer = answer?;
     state.metrics.api(&app, "proxy");
     Ok(answer.into_response())
 }

@@ -97,7 +97,17 @@ pub(crate) async fn answer(
     }
     if let Some(url) = &app.forward {
         let http = state.tokens.upstream().http();
-        match webhook::call(http, url, &app.name, message, delivery).await {
+        let started = std::time::Instant::now();
+        let called = webhook::call(http, url, &app.name, message, delivery).await;
+        let (outcome, error) = match &called {
+            Ok(Some(_)) => ("reply", None),
+            Ok(None) => ("no_reply", None),
+            Err(e) => ("error", Some(e.to_string())),
+        };
+        state
+            .metrics
+            .webhook(&app.name, started.elapsed(), outcome, error.as_deref());
+        match called {
             Ok(Some(WebhookAnswer {
                 reply,
                 video_thumb_media_id,

@@ -116,6 +116,7 @@ pub(crate) async fn send(
         answer.video_thumb_media_id.as_deref(),
     )
     .ok_or(SendError::NotSendable)?;
+    let started = std::time::Instant::now();
     let sent = state
         .tokens
         .with_access_token(
@@ -129,8 +130,11 @@ pub(crate) async fn send(
                     if ApiErrcode::is_stale_token_code(*errcode))
             },
         )
-        .await?;
-    sent
+        .await;
+    state
+        .metrics
+        .upstream_latency(app, "custom_send", started.elapsed());
+    sent?
 }
 
 /// One `message/custom/send` call.

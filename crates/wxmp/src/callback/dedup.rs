@@ -201,7 +201,10 @@ impl Deliveries {
         let arrival = Instant::now();
         let deadline = Duration::from_millis(app.reply_deadline_ms);
         let waiting = match self.find(&key) {
-            Some(local) => Waiting::Local(local),
+            Some(local) => {
+                state.metrics.dedup_hit(&app.name);
+                Waiting::Local(local)
+            }
             None => {
                 // Claimed and handled in a task of its own: if WeChat hangs up while the
                 // claim is in flight, the push is still handled.
@@ -261,10 +264,14 @@ impl Deliveries {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(app = %app.name, error = %e, "store unavailable: this push is deduplicated within this instance only");
+                state
+                    .metrics
+                    .store_error("dedup", Some(&app.name), &e.to_string());
                 true
             }
         };
         if !claimed {
+            state.metrics.dedup_hit(&app.name);
             let _ = tx.send(Waiting::Store);
             return;
         }
@@ -272,6 +279,7 @@ impl Deliveries {
             let mut map = self.lock();
             if let Some(existing) = map.get(&key) {
                 // Only after a store failure: another local request claimed it locally.
+                state.metrics.dedup_hit(&app.name);
                 let _ = tx.send(Waiting::Local(existing.clone()));
                 return;
             }
@@ -317,6 +325,9 @@ impl Deliveries {
             reply: xml.as_deref().map(str::to_owned),
         };
         if let Err(e) = store.set(key, &result.encode(), Some(RESULT_TTL)).await {
+            state
+                .metrics
+                .store_error("dedup", Some(&app.name), &e.to_string());
             tracing::warn!(app = %app.name, delivery = %shown(delivery), error = %e, "cannot store the result: retries reaching other instances will not see it");
         }
         // INFO lines carry no OpenID (it identifies a person) and nothing unbounded; the

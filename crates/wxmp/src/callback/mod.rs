@@ -172,6 +172,8 @@ struct Counted {
     metrics: Arc<Metrics>,
     app: String,
     done: bool,
+    /// When the request arrived, for `wxmp_callback_duration_seconds`.
+    started: std::time::Instant,
 }
 
 impl Counted {
@@ -180,12 +182,15 @@ impl Counted {
             metrics,
             app: app.to_owned(),
             done: false,
+            started: std::time::Instant::now(),
         }
     }
 
     fn finish(mut self, outcome: Outcome) {
         self.done = true;
         self.metrics.callback(&self.app, outcome.as_str());
+        self.metrics
+            .callback_latency(&self.app, self.started.elapsed());
     }
 }
 
@@ -195,6 +200,8 @@ impl Drop for Counted {
             tracing::debug!(app = %self.app, "callback request abandoned by the client");
             self.metrics
                 .callback(&self.app, Outcome::Abandoned.as_str());
+            self.metrics
+                .callback_latency(&self.app, self.started.elapsed());
         }
     }
 }

@@ -13,6 +13,7 @@
 mod app;
 mod env;
 mod listen;
+mod ops;
 mod store;
 mod subset;
 
@@ -32,6 +33,8 @@ pub use self::app::{
 use self::env::env_reference;
 pub use self::env::{Environment, ProcessEnv, Secret};
 pub use self::listen::parse_listen;
+pub use self::ops::OpsConfig;
+use self::ops::{ops_config, RawOps};
 use self::store::{store_config, RawStore};
 pub use self::store::{StoreConfig, DEFAULT_SQLITE_PATH};
 
@@ -71,6 +74,8 @@ pub struct Config {
     pub api_keys: Vec<Secret>,
     /// Apps by name.
     pub apps: BTreeMap<String, Arc<AppConfig>>,
+    /// `[ops]`: the admin listener.
+    pub ops: OpsConfig,
 }
 
 impl Config {
@@ -83,6 +88,7 @@ impl Config {
             store,
             api_keys: Vec::new(),
             apps: BTreeMap::new(),
+            ops: OpsConfig::default(),
         }
     }
 }
@@ -103,6 +109,8 @@ pub(crate) struct RawConfig {
     api: RawApi,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
+    #[serde(default)]
+    ops: RawOps,
 }
 
 #[derive(Deserialize, Default)]
@@ -180,6 +188,7 @@ impl Config {
             .and_then(|u| parse_http_url(&mut c, "upstream", &u));
 
         let store = store_config(&mut c, raw.store);
+        let ops = ops_config(&mut c, raw.ops);
 
         let mut api_keys = Vec::new();
         for (i, key) in raw.api.keys.iter().enumerate() {
@@ -200,12 +209,15 @@ impl Config {
             }
         }
 
-        match (listen, upstream, store) {
-            (Some(listen), Some(upstream), Some(store)) if c.problems.is_empty() => Ok(Config {
-                api_keys,
-                apps,
-                ..Config::new(listen, upstream, store)
-            }),
+        match (listen, upstream, store, ops) {
+            (Some(listen), Some(upstream), Some(store), Some(ops)) if c.problems.is_empty() => {
+                Ok(Config {
+                    api_keys,
+                    apps,
+                    ops,
+                    ..Config::new(listen, upstream, store)
+                })
+            }
             _ => Err(ConfigError {
                 problems: c.problems,
             }),

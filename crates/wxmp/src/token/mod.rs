@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use self::credential::{now_ms, Backoff, Credential, Schedule};
 pub use self::upstream::{TicketType, Upstream, UpstreamError};
 use crate::config::{AppConfig, TokenApi};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// The refresh lock's lease: a holder that dies frees the lock after at most this long. A
@@ -95,6 +96,31 @@ impl Kind {
         Kind::Ticket(TicketType::Jsapi),
         Kind::Ticket(TicketType::WxCard),
     ];
+}
+
+/// Why a credential was fetched from WeChat: the `reason` of refresh metrics and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshReason {
+    /// Ahead of expiry, by the refresher.
+    Proactive,
+    /// A business server reported the current token stale.
+    Passive,
+    /// Nothing usable was held or stored (first start, an emptied store, expiry while idle).
+    EmptyStore,
+    /// A `force_refresh` of a stable token that came back unchanged while reported stale.
+    ForceRefresh,
+}
+
+impl RefreshReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshReason::Proactive => "proactive",
+            RefreshReason::Passive => "passive",
+            RefreshReason::EmptyStore => "empty_store",
+            RefreshReason::ForceRefresh => "force_refresh",
+        }
+    }
 }
 
 /// Why no credential could be handed out.
@@ -182,6 +208,8 @@ pub struct KindStatus {
     pub expires_in_s: Option<u64>,
     /// Unix ms of this instance's last successful upstream fetch.
     pub last_refresh_ms: Option<u64>,
+    /// Why that fetch happened (see [`RefreshReason`]).
+    pub last_refresh_reason: Option<&'static str>,
     /// Upstream calls made by this instance today (UTC).
     pub upstream_calls_today: u64,
     /// The last error, in plain words.
@@ -191,6 +219,7 @@ pub struct KindStatus {
 #[derive(Default)]
 struct SlotStatus {
     last_refresh_ms: Option<u64>,
+    last_refresh_reason: Option<&'static str>,
     calls_day: u64,
     upstream_calls_today: u64,
     last_error: Option<String>,
@@ -282,9 +311,10 @@ impl Slot {
         }
     }
 
-    fn record_success(&self) {
+    fn record_success(&self, reason: RefreshReason) {
         let mut s = lock(&self.status);
         s.last_refresh_ms = Some(now_ms());
+        s.last_refresh_reason = Some(reason.as_str());
         s.last_error = None;
         s.cooldown_until = None;
         s.cooldown_error = None;
@@ -298,6 +328,8 @@ struct Inner {
     owner: String,
     slots: HashMap<(String, Kind), Arc<Slot>>,
     apps: BTreeMap<String, Arc<AppConfig>>,
+    /// Where refreshes, errors and upstream latencies are reported.
+    metrics: Arc<Metrics>,
 }
 
 /// The 中控. Cheap to clone.
@@ -325,8 +357,18 @@ impl Drop for RefresherGuard {
 }
 
 impl TokenCore {
-    /// A 中控 for `apps`, storing in `store` and calling `upstream`.
+    /// A 中控 for `apps`, storing in `store` and calling `upstream`, with metrics of its own.
     pub fn new(apps: &BTreeMap<String, Arc<AppConfig>>, store: Store, upstream: Upstream) -> Self {
+        Self::with_metrics(apps, store, upstream, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`TokenCore::new`], reporting to the server's `metrics`.
+    pub fn with_metrics(
+        apps: &BTreeMap<String, Arc<AppConfig>>,
+        store: Store,
+        upstream: Upstream,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut rng = rand::thread_rng();
         let owner = format!("{:016x}{:016x}", rng.gen::<u64>(), rng.gen::<u64>());
         let mut slots = HashMap::new();
@@ -355,6 +397,7 @@ impl TokenCore {
                 owner,
                 slots,
                 apps: apps.clone(),
+                metrics,
             }),
         }
     }
@@ -367,6 +410,11 @@ impl TokenCore {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The metrics this core reports to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     fn slot(&self, app: &str, kind: Kind) -> Result<&Arc<Slot>, TokenError> {
@@ -502,6 +550,7 @@ impl TokenCore {
                     .map(|c| now.saturating_sub(c.fetched_at_ms) / 1000),
                 expires_in_s: cached.as_ref().map(|c| c.expires_in_s(now)),
                 last_refresh_ms: s.last_refresh_ms,
+                last_refresh_reason: s.last_refresh_reason,
                 upstream_calls_today: if s.calls_day == now / 86_400_000 {
                     s.upstream_calls_today
                 } else {
@@ -680,6 +729,9 @@ impl TokenCore {
         held_usable: bool,
         stale: Option<&str>,
     ) -> Result<Credential, TokenError> {
+        self.inner
+            .metrics
+            .store_error("token", Some(&slot.app.name), &e.to_string());
         if held_usable {
             let e = TokenError::StoreUnavailable(e.to_string());
             slot.record_error(&e, None);
@@ -708,7 +760,14 @@ impl TokenCore {
     where
         W: Fn(Option<&Credential>) -> bool,
     {
-        let credential = self.fetch_with_retries(slot, false).await?;
+        let reason = if stale.is_some() {
+            RefreshReason::Passive
+        } else if slot.cached().is_none_or(|c| !c.is_usable(now_ms())) {
+            RefreshReason::EmptyStore
+        } else {
+            RefreshReason::Proactive
+        };
+        let credential = self.fetch_with_retries(slot, reason).await?;
         let force_allowed = slot.kind == Kind::AccessToken
             && slot.app.token_api == TokenApi::Stable
             && stale.is_some()
@@ -723,7 +782,9 @@ impl TokenCore {
             {
                 Ok(true) => {
                     tracing::info!(app = %slot.app.name, "stable token reported stale: force_refresh");
-                    return self.fetch_with_retries(slot, true).await;
+                    return self
+                        .fetch_with_retries(slot, RefreshReason::ForceRefresh)
+                        .await;
                 }
                 _ => tracing::info!(app = %slot.app.name,
                     "stable token reported stale but a force_refresh ran less than 30 s ago"),
@@ -732,18 +793,38 @@ impl TokenCore {
         Ok(credential)
     }
 
-    async fn fetch_with_retries(&self, slot: &Slot, force: bool) -> Result<Credential, TokenError> {
+    async fn fetch_with_retries(
+        &self,
+        slot: &Slot,
+        reason: RefreshReason,
+    ) -> Result<Credential, TokenError> {
+        let force = reason == RefreshReason::ForceRefresh;
+        let metrics = &self.inner.metrics;
+        let (app, kind) = (slot.app.name.as_str(), slot.kind.as_str());
         let deadline = Instant::now() + FETCH_BUDGET;
         let mut attempt = 0;
         loop {
             slot.count_call();
             let result = match slot.kind {
-                Kind::AccessToken => self.inner.upstream.access_token(&slot.app, force).await,
+                Kind::AccessToken => {
+                    let started = std::time::Instant::now();
+                    let result = self.inner.upstream.access_token(&slot.app, force).await;
+                    let call = match slot.app.token_api {
+                        TokenApi::Stable => "stable_token",
+                        TokenApi::Classic => "token",
+                    };
+                    metrics.upstream_latency(app, call, started.elapsed());
+                    result
+                }
                 Kind::Ticket(t) => self.fetch_ticket(slot, t).await,
             };
+            if let Err(e) = &result {
+                metrics.token_error(app, kind, e.errcode(), &e.explain());
+            }
             match result {
                 Ok(f) => {
-                    slot.record_success();
+                    slot.record_success(reason);
+                    metrics.refreshed(app, kind, reason.as_str());
                     tracing::info!(app = %slot.app.name, kind = slot.kind.as_str(),
                         expires_in = f.expires_in, "fetched from WeChat");
                     return Ok(Credential::new(f.value, now_ms(), f.expires_in));
@@ -766,6 +847,7 @@ impl TokenCore {
                     tracing::error!(app = %slot.app.name, kind = slot.kind.as_str(), error = %err,
                         "giving up on this refresh");
                     slot.record_error(&err, Some(cooldown));
+                    metrics.cooldown(app, kind, e.errcode());
                     return Err(err);
                 }
             }
@@ -780,11 +862,17 @@ impl TokenCore {
         ticket: TicketType,
     ) -> Result<upstream::Fetched, UpstreamError> {
         let upstream = &self.inner.upstream;
+        let (metrics, app) = (&self.inner.metrics, slot.app.name.as_str());
         // Boxed: fetching a ticket goes through `ensure` for the access_token, which is
         // itself called from `ensure`.
         Box::pin(self.with_access_token(
             &slot.app.name,
-            |token| async move { upstream.ticket(&token, ticket).await },
+            |token| async move {
+                let started = std::time::Instant::now();
+                let result = upstream.ticket(&token, ticket).await;
+                metrics.upstream_latency(app, "ticket", started.elapsed());
+                result
+            },
             |result| {
                 matches!(result, Err(UpstreamError::Api { errcode, .. })
                     if wxmp_proto::ApiErrcode::is_stale_token_code(*errcode))

@@ -55,10 +55,13 @@ pub fn keywords(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The API key of [`config`], which `/metrics` and `/status` also need.
+pub const API_KEY: &str = "callback-test-api-key-0123456789";
+
 /// A config of `apps` against `upstream` (an emulator, or a closed port when unused).
 pub fn config(upstream: &str, apps: Vec<AppConfig>) -> Config {
     Config {
-        api_keys: vec![Secret::new("callback-test-api-key-0123456789")],
+        api_keys: vec![Secret::new(API_KEY)],
         apps: apps
             .into_iter()
             .map(|a| (a.name.clone(), Arc::new(a)))
