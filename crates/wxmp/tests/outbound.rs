@@ -219,7 +219,9 @@ async fn a_redirecting_webhook_gets_no_message_and_the_default_reply_goes_out() 
     assert_eq!(calls.len(), 1, "the webhook was called once");
     assert!(String::from_utf8_lossy(&calls[0].body).contains("secret words"));
     assert!(target.seen().is_empty(), "followed: {:?}", target.seen());
-    let metrics = reqwest::get(instance.url("/metrics"))
+    let metrics = client()
+        .get(instance.url("/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
