@@ -73,6 +73,16 @@ use crate::state::AppState;
 use self::dedup::Deliveries;
 use self::verify::{CallbackApp, CallbackQuery, VerifiedPush};
 
+/// Reads a forward webhook's `200` answer exactly as the callback server does: `Ok(None)`
+/// for a blank body (no reply), the passive reply it asks for, or the reason it is not one of
+/// the documented replies (a category and a position, never the answer's own text). Public
+/// so that the fuzz targets in `fuzz/` can reach it; the server calls the same parser.
+pub fn parse_webhook_reply(body: &[u8]) -> Result<Option<wxmp_proto::Reply>, String> {
+    webhook::parse_answer(body)
+        .map(|answer| answer.map(|answer| answer.reply))
+        .map_err(|e| e.to_string())
+}
+
 /// The callback routes, `GET` and `POST /wx/{app}`, with a deliveries registry of their own.
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -242,7 +242,7 @@ pub(crate) enum WebhookError {
 }
 
 /// Parses a `200` answer's body; blank means no reply.
-fn parse_answer(body: &[u8]) -> Result<Option<WebhookAnswer>, WebhookError> {
+pub(super) fn parse_answer(body: &[u8]) -> Result<Option<WebhookAnswer>, WebhookError> {
     if body.trim_ascii().is_empty() {
         return Ok(None);
     }
