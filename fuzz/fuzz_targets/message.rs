@@ -1,12 +1,30 @@
 //! The typed message parser on arbitrary bytes. Besides "never panics, errors are -40002",
 //! checks what the model promises: the typed `MsgType` and event name are the ones sent, the
-//! coordinates are finite, the dedup key's text is printable ASCII with `:` only as a
-//! separator, and a reply rendered for the message parses back to the same reply.
+//! coordinates are finite, the dedup key's text is printable ASCII and reads back to its
+//! fields, and a reply rendered for the message parses back to the same reply.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wxmp_fuzz::check_tree;
 use wxmp_proto::{DedupKey, Event, Message, MessageKind, Reply};
+
+/// Undoes the key's `%XX` escapes.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("hex escape");
+            out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
 
 fuzz_target!(|data: &[u8]| {
     let message = match Message::parse(data) {
@@ -61,9 +79,28 @@ fuzz_target!(|data: &[u8]| {
     let key = message.dedup_key();
     let text = key.to_string();
     assert!(text.bytes().all(|b| b.is_ascii_graphic()), "{text:?}");
-    match key {
-        DedupKey::MsgId(id) => assert_eq!(Some(id), message.msg_id()),
-        DedupKey::FromUserCreateTime { .. } => assert_eq!(text.matches(':').count(), 2, "{text}"),
+    match &key {
+        DedupKey::MsgId(id) => {
+            assert_eq!(Some(*id), message.msg_id());
+            assert_eq!(text, format!("msgid:{id}"));
+        }
+        DedupKey::Event {
+            from_user_name,
+            create_time,
+            event,
+            event_key,
+        } => {
+            // The text reads back to the fields: two deliveries never share a key by accident.
+            let parts: Vec<&str> = text.split(':').collect();
+            assert_eq!(parts.len(), 5, "{text}");
+            assert_eq!(parts[0], "event");
+            assert_eq!(percent_decode(parts[1]), from_user_name.as_bytes());
+            assert_eq!(parts[2], create_time.to_string());
+            assert_eq!(percent_decode(parts[3]), event.as_bytes());
+            assert_eq!(percent_decode(parts[4]), event_key.as_bytes());
+            assert_eq!(from_user_name, &message.from_user_name);
+            assert_eq!(*create_time, message.create_time);
+        }
     }
 
     // A reply to this message either renders and reads back as itself, or is refused

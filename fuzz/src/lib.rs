@@ -56,36 +56,3 @@ pub fn check_tree(root: &Element) -> usize {
     assert!(count <= MAX_ELEMENTS, "more than MAX_ELEMENTS elements");
     count
 }
-
-/// Renders a tree back to XML: leaves as CDATA, the way WeChat writes its pushes.
-pub fn render_tree(element: &Element, out: &mut String) {
-    if element.children.is_empty() {
-        wxmp_proto::xml::push_cdata_element(out, &element.name, &element.text);
-        return;
-    }
-    out.push('<');
-    out.push_str(&element.name);
-    out.push('>');
-    for child in &element.children {
-        render_tree(child, out);
-    }
-    out.push_str("</");
-    out.push_str(&element.name);
-    out.push('>');
-}
-
-/// True when every element name is a plain XML name (letters, digits, `_`, `-`, `.`, `:`,
-/// not starting with a digit, `-` or `.`). Trees with other names — which the reader accepts
-/// as quick-xml splits them, but which no WeChat document has — are not rendered back.
-pub fn plain_names(element: &Element) -> bool {
-    let name_ok = element
-        .name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && element
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-    name_ok && element.children.iter().all(plain_names)
-}

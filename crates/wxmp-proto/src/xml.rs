@@ -12,10 +12,10 @@
 //! back, so a tree survives render → parse unchanged; the webhook JSON of `wxmp` is built on
 //! this tree, and its property tests on this round trip.
 //!
-//! Well-formedness is checked where quick-xml is lenient: a `]]>` in text outside a CDATA
-//! section is an error (XML 1.0 §2.4), as in any conforming parser. A sender that writes it
-//! has almost always pasted text into a template without escaping, and the same text would
-//! break the next parser on the way. [`parse_lenient`] reads such a document anyway and
+//! Well-formedness is checked where quick-xml is lenient, as in any conforming parser: an
+//! element name must be an XML name (XML 1.0 §2.3), and a `]]>` in text outside a CDATA
+//! section is an error (§2.4). A sender that writes the latter has almost always pasted text
+//! into a template without escaping, and the same text would break the next parser on the way. [`parse_lenient`] reads such a document anyway and
 //! reports what it let through, for tools (`wxmp send`) that warn instead of refusing.
 
 use quick_xml::events::Event;
@@ -131,9 +131,15 @@ fn read(input: &[u8], lenient: bool) -> Result<(Element, Quirks), Error> {
                         "nesting deeper than {MAX_DEPTH} levels"
                     )));
                 }
-                let name = std::str::from_utf8(start.name().as_ref())
-                    .map_err(|_| Error::xml("element name is not UTF-8"))?
-                    .to_owned();
+                let qname = start.name();
+                let name = std::str::from_utf8(qname.as_ref())
+                    .map_err(|_| Error::xml("element name is not UTF-8"))?;
+                if !is_xml_name(name) {
+                    return Err(Error::xml(
+                        "malformed XML: an element name is not an XML name",
+                    ));
+                }
+                let name = name.to_owned();
                 let element = Element {
                     name,
                     ..Element::default()
@@ -195,6 +201,32 @@ fn read(input: &[u8], lenient: bool) -> Result<(Element, Quirks), Error> {
 
 fn contains_cdata_end(raw: &[u8]) -> bool {
     raw.windows(3).any(|w| w == b"]]>")
+}
+
+/// True for an XML 1.0 `Name` (§2.3). quick-xml takes everything between `<` and the first
+/// whitespace as the name, quotes, slashes and control characters included (`<a"b//>` is an
+/// empty element named `a"b/`), and [`render`] could not write such a name back.
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(is_name_start_char) && chars.all(|c| {
+        is_name_start_char(c)
+            || matches!(
+                c,
+                '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}'
+            )
+    })
+}
+
+/// XML 1.0 `NameStartChar`.
+fn is_name_start_char(c: char) -> bool {
+    matches!(
+        c,
+        ':' | 'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}'
+    )
 }
 
 /// Writes `element` as XML: leaves as `<name><![CDATA[text]]></name>` (or `<name></name>`
