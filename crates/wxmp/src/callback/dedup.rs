@@ -62,9 +62,17 @@ use crate::store::Store;
 
 /// How long a claim lives without a result: longer than the webhook may take.
 const CLAIM_TTL: Duration = Duration::from_secs(60);
-/// How long a result (and the `:sent` claim) is kept for retries: WeChat retries within
-/// about 15 s, so minutes are plenty.
+/// How long a result (and the `:sent` claim) is kept at least: WeChat retries within about
+/// 15 s, so minutes are plenty for retries. With a replay window the records are kept longer
+/// still (see [`record_ttl`]).
 const RESULT_TTL: Duration = Duration::from_secs(300);
+
+/// How long the result and the `:sent` claim of a delivery to `app` are kept: past the time a
+/// captured copy of the push could still pass the replay window, so a replay within it is
+/// answered as a retry and never handled again.
+pub(crate) fn record_ttl(app: &AppConfig) -> Duration {
+    RESULT_TTL.max(super::replay::outlives_window(app))
+}
 /// How often a request waiting on another instance re-reads the store, in case a
 /// notification was lost.
 const POLL: Duration = Duration::from_millis(500);
@@ -222,9 +230,10 @@ impl Deliveries {
             }
         };
         let store = state.tokens.store();
+        let ttl = record_ttl(app);
         let answered = match waiting {
-            Waiting::Local(local) => self.wait_local(store, &key, &local, arrival).await,
-            Waiting::Store => self.wait_store(store, &key, arrival, deadline).await,
+            Waiting::Local(local) => self.wait_local(store, &key, &local, arrival, ttl).await,
+            Waiting::Store => self.wait_store(store, &key, arrival, deadline, ttl).await,
         };
         tracing::debug!(app = %app.name, delivery = %redact::bounded(&delivery, DELIVERY_CHARS), outcome = answered.outcome.as_str(), "callback answered");
         answered
@@ -324,7 +333,8 @@ impl Deliveries {
             done: true,
             reply: xml.as_deref().map(str::to_owned),
         };
-        if let Err(e) = store.set(key, &result.encode(), Some(RESULT_TTL)).await {
+        let ttl = record_ttl(app);
+        if let Err(e) = store.set(key, &result.encode(), Some(ttl)).await {
             state
                 .metrics
                 .store_error("dedup", Some(&app.name), &e.to_string());
@@ -347,7 +357,7 @@ impl Deliveries {
             () = local.taken.notified() => {}
             () = sleep_until(local.due + HANDOVER_MARGIN) => {}
         }
-        if !self.claim(store, key, "customer_service").await {
+        if !self.claim(store, key, "customer_service", ttl).await {
             tracing::info!(app = %app.name, delivery = %shown, %msg_type, event, %source, handled_ms, "push handled: reply delivered passively");
             return;
         }
@@ -391,12 +401,13 @@ impl Deliveries {
         key: &str,
         local: &Local,
         arrival: Instant,
+        ttl: Duration,
     ) -> Answered {
         let mut result = local.result.subscribe();
         loop {
             let current = result.borrow_and_update().clone();
             if let Some(reply) = current {
-                return self.take(store, key, reply, arrival, local.due).await;
+                return self.take(store, key, reply, arrival, local.due, ttl).await;
             }
             tokio::select! {
                 changed = result.changed() => {
@@ -418,6 +429,7 @@ impl Deliveries {
         key: &str,
         arrival: Instant,
         deadline: Duration,
+        ttl: Duration,
     ) -> Answered {
         // Subscribed before the first read, so no change falls between the two.
         let mut changes = store.subscribe();
@@ -429,7 +441,7 @@ impl Deliveries {
                         due = due_at(record.t0, arrival, deadline);
                         if record.done {
                             let reply = record.reply.map(Arc::from);
-                            return self.take(store, key, reply, arrival, due).await;
+                            return self.take(store, key, reply, arrival, due, ttl).await;
                         }
                     }
                 }
@@ -472,6 +484,7 @@ impl Deliveries {
         reply: Option<Arc<str>>,
         arrival: Instant,
         due: Instant,
+        ttl: Duration,
     ) -> Answered {
         let Some(xml) = reply else {
             return Answered::success(Outcome::NoReply);
@@ -485,7 +498,7 @@ impl Deliveries {
             sleep_until(due).await;
             return Answered::success(Outcome::Deadline);
         }
-        if self.claim(store, key, "passive").await {
+        if self.claim(store, key, "passive", ttl).await {
             Answered {
                 reply: Some(xml.to_string()),
                 outcome: Outcome::Replied,
@@ -497,7 +510,7 @@ impl Deliveries {
 
     /// Claims the right to deliver the reply; true for exactly one caller per delivery
     /// (per instance when the store is unreachable).
-    async fn claim(&self, store: &Store, key: &str, by: &str) -> bool {
+    async fn claim(&self, store: &Store, key: &str, by: &str, ttl: Duration) -> bool {
         let local = self.find(key);
         if let Some(local) = &local {
             if local.delivered.swap(true, Ordering::AcqRel) {
@@ -505,7 +518,7 @@ impl Deliveries {
             }
             local.taken.notify_one();
         }
-        match store.set_nx(&format!("{key}:sent"), by, RESULT_TTL).await {
+        match store.set_nx(&format!("{key}:sent"), by, ttl).await {
             Ok(won) => won,
             Err(e) => {
                 tracing::warn!(key = %shown(key), error = %e, "store unavailable while claiming a reply; deciding within this instance");

@@ -10,7 +10,11 @@
 //!   rejecting, the signature is checked in constant time and the body is read, decrypted and
 //!   parsed, in that order (authenticate → decrypt → parse). Parsing a plaintext body requires a
 //!   `SignatureVerified` proof and decryption a `VerifiedEncrypt` proof, so no path can skip
-//!   the check. Every refusal is a 4xx with a short plain reason.
+//!   the check. Every refusal is a 4xx with a short plain reason. What can be refused from
+//!   the query alone (missing signatures, a timestamp outside the replay window) is refused
+//!   before a byte of the body is read.
+//! - `replay`: the replay window — the timestamp, and (timestamp, nonce) pairs kept with a
+//!   hash of their body in the store.
 //! - `dedup`: WeChat's retry contract and the reply deadline, across instances sharing a
 //!   store (see that module for the design and its limits).
 //! - `answer`: what to say: keyword → forward webhook → default → `success`.
@@ -56,6 +60,7 @@
 mod answer;
 mod custom_send;
 mod dedup;
+mod replay;
 mod verify;
 mod webhook;
 
@@ -144,6 +149,9 @@ pub enum Outcome {
     Abandoned,
     /// `403`: `signature` or `msg_signature` missing or wrong.
     BadSignature,
+    /// `403`: a `timestamp` outside the replay window, or a (`timestamp`, `nonce`) pair seen
+    /// with a different body.
+    Replay,
     /// `400`: malformed, hostile or undecryptable body, or a plaintext push to a safe app.
     BadRequest,
     /// `413`: body over 1 MiB.
@@ -167,6 +175,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Abandoned => "abandoned",
             Outcome::BadSignature => "bad_signature",
+            Outcome::Replay => "replay",
             Outcome::BadRequest => "bad_request",
             Outcome::TooLarge => "too_large",
             Outcome::WebhookFailed => "webhook_failed",

@@ -2,8 +2,12 @@
 //!
 //! The steps run in a fixed order, each one's failure answered before the next runs:
 //! find the app (`404`), pick the transport from the app's mode and `encrypt_type` (`400` for a
-//! plaintext push to a safe app), authenticate (`403`), read the body (`413` over 1 MiB),
-//! decrypt (`400`), parse (`400`). Authentication comes first because everything after it is
+//! plaintext push to a safe app), check what the query alone can tell — the signature
+//! parameters are present, the plaintext `signature` holds, the `timestamp` is inside the
+//! replay window (`403`) — and only then read the body (`413` over 1 MiB), authenticate it
+//! (`403`), check the (timestamp, nonce) pair (`403`, see `replay`), decrypt (`400`), parse
+//! (`400`). An anonymous client therefore cannot make the server read, let alone parse, a
+//! body without a current timestamp and the signature parameters. Authentication comes first because everything after it is
 //! work an anonymous sender should not be able to cause, and, for ciphertext, an oracle: the
 //! padding and AppID checks of decryption would otherwise answer a forger's questions. The types
 //! enforce the order: parsing a plaintext body takes a [`SignatureVerified`], which only
@@ -31,7 +35,7 @@ use rand::Rng;
 use wxmp_proto::signature::{verify_msg_signature, verify_signature};
 use wxmp_proto::{EncryptedReply, EncryptedRequest, Message};
 
-use super::Outcome;
+use super::{replay, Outcome};
 use crate::config::{AppConfig, Mode};
 use crate::state::AppState;
 
@@ -129,9 +133,11 @@ pub(crate) fn check_signature(
     Ok(SignatureVerified { _sealed: () })
 }
 
-/// The `GET` handshake: the echostr to send back verbatim, once the signature holds.
+/// The `GET` handshake: the echostr to send back verbatim, once the signature holds and the
+/// timestamp is inside the replay window.
 pub(crate) fn handshake(app: &AppConfig, query: &CallbackQuery) -> Result<String, Refusal> {
     check_signature(app, query)?;
+    check_window(app, query)?;
     query.echostr.clone().ok_or(Refusal::BadSignature)
 }
 
@@ -273,7 +279,9 @@ async fn open(
     match transport(app.mode, query.encrypt_type.as_deref())? {
         Transport::Plain => {
             let proof = check_signature(app, query)?;
+            check_window(app, query)?;
             let body = read_body(request, state).await?;
+            check_pair(state, app, query, &body).await?;
             Ok((parse_plain(proof, &body)?, ReplyChannel::Plain))
         }
         Transport::Aes => {
@@ -283,6 +291,7 @@ async fn open(
             else {
                 return Err(Refusal::BadSignature);
             };
+            check_window(app, query)?;
             let body = read_body(request, state).await?;
             let envelope =
                 EncryptedRequest::parse(&body).map_err(|e| Refusal::bad_xml(&e, false))?;
@@ -294,6 +303,7 @@ async fn open(
                 msg_signature,
             )
             .map_err(|_| Refusal::BadSignature)?;
+            check_pair(state, app, query, &body).await?;
             let (plaintext, previous_key) = match crypt.decrypt(verified) {
                 Ok(plaintext) => (plaintext, false),
                 // `msg_signature` does not involve the key, so a push sealed with the key
@@ -322,6 +332,25 @@ async fn open(
     }
 }
 
+/// The replay window's timestamp check (see `replay`): query only, before the body is read.
+fn check_window(app: &AppConfig, query: &CallbackQuery) -> Result<(), Refusal> {
+    let timestamp = query.timestamp.as_deref().ok_or(Refusal::BadSignature)?;
+    replay::check_timestamp(app, timestamp, unix_seconds())
+}
+
+/// The replay window's (timestamp, nonce) check; only for authenticated requests.
+async fn check_pair(
+    state: &AppState,
+    app: &AppConfig,
+    query: &CallbackQuery,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    let (Some(timestamp), Some(nonce)) = (&query.timestamp, &query.nonce) else {
+        return Err(Refusal::BadSignature);
+    };
+    replay::check_pair(state, app, timestamp, nonce, body).await
+}
+
 /// Parses a plaintext body; only after its signature was checked.
 fn parse_plain(_proof: SignatureVerified, body: &[u8]) -> Result<Message, Refusal> {
     Message::parse(body).map_err(|e| Refusal::bad_xml(&e, false))
@@ -348,6 +377,8 @@ pub(crate) enum Refusal {
     UnknownApp,
     /// `403`: `signature`/`msg_signature` missing or wrong.
     BadSignature,
+    /// `403`: outside the replay window, or a (timestamp, nonce) reused with another body.
+    Replay(Cow<'static, str>),
     /// `400`, with the reason.
     BadRequest(Cow<'static, str>),
     /// `413`: body over the limit.
@@ -402,7 +433,7 @@ impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Refusal::UnknownApp => StatusCode::NOT_FOUND,
-            Refusal::BadSignature => StatusCode::FORBIDDEN,
+            Refusal::BadSignature | Refusal::Replay(_) => StatusCode::FORBIDDEN,
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
@@ -413,6 +444,7 @@ impl Refusal {
         match self {
             Refusal::UnknownApp | Refusal::Misconfigured => None,
             Refusal::BadSignature => Some(Outcome::BadSignature),
+            Refusal::Replay(_) => Some(Outcome::Replay),
             Refusal::BadRequest(_) => Some(Outcome::BadRequest),
             Refusal::TooLarge => Some(Outcome::TooLarge),
         }
@@ -422,7 +454,7 @@ impl Refusal {
         match self {
             Refusal::UnknownApp => "no such app",
             Refusal::BadSignature => "signature mismatch",
-            Refusal::BadRequest(reason) => reason,
+            Refusal::BadRequest(reason) | Refusal::Replay(reason) => reason,
             Refusal::TooLarge => "request body larger than 1 MiB",
             Refusal::Misconfigured => "this app has no EncodingAESKey configured",
         }

@@ -72,12 +72,27 @@ pub struct AppConfig {
     pub forward: Option<Url>,
     /// When to give up waiting for the webhook and answer `success`.
     pub reply_deadline_ms: u64,
+    /// Pushes whose `timestamp` is further than this from now are refused, and a
+    /// (`timestamp`, `nonce`) pair is remembered this long; `0` turns both off.
+    pub replay_window_s: u64,
+    /// Webhook calls in flight at most; a push beyond it falls through at once.
+    pub webhook_concurrency: usize,
     /// Console-style auto replies.
     pub auto_reply: AutoReply,
 }
 
 /// The default reply deadline: WeChat gives up after 5 s.
 pub const DEFAULT_REPLY_DEADLINE_MS: u64 = 4500;
+
+/// The default replay window: WeChat's pushes arrive within seconds of their `timestamp`, and
+/// five minutes leaves room for a server clock that is a little off.
+pub const DEFAULT_REPLAY_WINDOW_S: u64 = 300;
+
+/// The largest replay window accepted: a day. Beyond that the window protects nothing.
+pub const MAX_REPLAY_WINDOW_S: u64 = 86_400;
+
+/// The default number of webhook calls in flight per app.
+pub const DEFAULT_WEBHOOK_CONCURRENCY: usize = 64;
 
 impl AppConfig {
     /// A plain-mode app with every optional setting at its default. Code that builds an app
@@ -96,6 +111,8 @@ impl AppConfig {
             js_domains: Vec::new(),
             forward: None,
             reply_deadline_ms: DEFAULT_REPLY_DEADLINE_MS,
+            replay_window_s: DEFAULT_REPLAY_WINDOW_S,
+            webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
             auto_reply: AutoReply::default(),
         }
     }
@@ -115,6 +132,8 @@ pub(super) struct RawApp {
     js_domains: Vec<String>,
     forward: Option<String>,
     reply_deadline_ms: Option<u64>,
+    replay_window_s: Option<u64>,
+    webhook_concurrency: Option<usize>,
     #[serde(default)]
     auto_reply: RawAutoReply,
 }
@@ -242,6 +261,23 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
             key("reply_deadline_ms")
         ));
     }
+    let replay_window_s = raw.replay_window_s.unwrap_or(DEFAULT_REPLAY_WINDOW_S);
+    if replay_window_s > MAX_REPLAY_WINDOW_S {
+        c.problem(format!(
+            "{} = {replay_window_s} must be at most {MAX_REPLAY_WINDOW_S} (a day), or 0 to turn the \
+             replay check off; WeChat's pushes carry the current time",
+            key("replay_window_s")
+        ));
+    }
+    let webhook_concurrency = raw
+        .webhook_concurrency
+        .unwrap_or(DEFAULT_WEBHOOK_CONCURRENCY);
+    if !(1..=10_000).contains(&webhook_concurrency) {
+        c.problem(format!(
+            "{} = {webhook_concurrency} must be between 1 and 10000",
+            key("webhook_concurrency")
+        ));
+    }
     if c.problems.len() != before {
         return None;
     }
@@ -257,6 +293,8 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
         js_domains,
         forward,
         reply_deadline_ms,
+        replay_window_s,
+        webhook_concurrency,
         auto_reply: AutoReply {
             subscribe: raw.auto_reply.subscribe,
             default: raw.auto_reply.default,

@@ -28,7 +28,8 @@ use url::Url;
 
 use self::app::{app_config, RawApp};
 pub use self::app::{
-    host_under_domain, AppConfig, AutoReply, Mode, TokenApi, DEFAULT_REPLY_DEADLINE_MS,
+    host_under_domain, AppConfig, AutoReply, Mode, TokenApi, DEFAULT_REPLAY_WINDOW_S,
+    DEFAULT_REPLY_DEADLINE_MS, DEFAULT_WEBHOOK_CONCURRENCY,
 };
 use self::env::env_reference;
 pub use self::env::{Environment, ProcessEnv, Secret};
@@ -296,6 +297,8 @@ ping = "pong"
         assert_eq!(demo.secret.as_ref().unwrap().expose(), "s3cret");
         assert_eq!(demo.mode, Mode::Safe);
         assert_eq!(demo.token_api, TokenApi::Stable);
+        assert_eq!(demo.replay_window_s, DEFAULT_REPLAY_WINDOW_S);
+        assert_eq!(demo.webhook_concurrency, DEFAULT_WEBHOOK_CONCURRENCY);
         assert!(demo.crypt.is_some());
         assert_eq!(demo.auto_reply.keywords["ping"], "pong");
         assert_eq!(config.api_keys[0].expose(), "0123456789abcdef0123");
@@ -322,6 +325,8 @@ token = "x"
 mode = "safe"
 js_domains = ["https://example.com", "1.2.3.4", "example.com:8080"]
 reply_deadline_ms = 60000
+replay_window_s = 100000
+webhook_concurrency = 0
 "#;
         let err = Config::parse(text, &env(&[])).unwrap_err();
         let all = err.to_string();
@@ -333,6 +338,8 @@ reply_deadline_ms = 60000
             "IP address",
             "port",
             "reply_deadline_ms",
+            "replay_window_s",
+            "webhook_concurrency",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
