@@ -114,6 +114,7 @@ pub struct Metrics {
     cooldowns: Family<AppKindErrcode, Counter>,
     refreshes: Family<AppKindReason, Counter>,
     dedup_hits: Family<AppLabel, Counter>,
+    webhook_saturated: Family<AppLabel, Counter>,
     store_up: Gauge,
     store_errors: Family<Source, Counter>,
     /// Per-minute history for `/status`.
@@ -147,6 +148,7 @@ impl Metrics {
             cooldowns: Family::default(),
             refreshes: Family::default(),
             dedup_hits: Family::default(),
+            webhook_saturated: Family::default(),
             store_up: Gauge::default(),
             store_errors: Family::default(),
             activity: Activity::default(),
@@ -209,6 +211,11 @@ impl Metrics {
             m.upstream_calls.clone(),
         );
         registry.register(
+            "webhook_saturated",
+            "Pushes that skipped the webhook because webhook_concurrency calls were in flight",
+            m.webhook_saturated.clone(),
+        );
+        registry.register(
             "store_up",
             "1 when the store answered its last operation or probe, 0 when it failed",
             m.store_up.clone(),
@@ -250,6 +257,15 @@ impl Metrics {
                 app: app.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// A push that skipped the webhook: `webhook_concurrency` calls were already in flight.
+    pub fn webhook_saturated(&self, app: &str) {
+        self.webhook_saturated
+            .get_or_create(&AppLabel {
+                app: app.to_owned(),
+            })
+            .inc();
     }
 
     /// A push that was a retry of one already claimed (here or on another instance).

@@ -13,6 +13,7 @@ use std::fmt;
 use wxmp_proto::event::Event;
 use wxmp_proto::{Message, MessageKind, Reply};
 
+use super::limit::WebhookLimits;
 use super::webhook::{self, WebhookAnswer};
 use super::Outcome;
 use crate::config::AppConfig;
@@ -63,6 +64,7 @@ pub(crate) async fn answer(
     app: &AppConfig,
     message: &Message,
     delivery: &str,
+    limits: &WebhookLimits,
 ) -> Option<Answer> {
     let auto = &app.auto_reply;
     if let MessageKind::Malformed {
@@ -95,7 +97,18 @@ pub(crate) async fn answer(
             return Some(answer);
         }
     }
-    if let Some(url) = &app.forward {
+    let slot = match &app.forward {
+        Some(_) => {
+            let slot = limits.try_acquire(app);
+            if slot.is_none() {
+                tracing::warn!(app = %app.name, delivery = %super::dedup::shown(delivery), limit = app.webhook_concurrency, "webhook_concurrency reached; this push skips the webhook");
+                state.metrics.webhook_saturated(&app.name);
+            }
+            slot
+        }
+        None => None,
+    };
+    if let (Some(url), Some(_slot)) = (&app.forward, slot) {
         let http = state.tokens.upstream().http();
         let started = std::time::Instant::now();
         let called = webhook::call(http, url, &app.name, message, delivery).await;

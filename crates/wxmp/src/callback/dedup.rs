@@ -54,6 +54,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use wxmp_proto::Message;
 
 use super::answer::{self, Answer};
+use super::limit::WebhookLimits;
 use super::{custom_send, Outcome};
 use crate::config::AppConfig;
 use crate::redact;
@@ -193,6 +194,8 @@ enum Waiting {
 pub(crate) struct Deliveries {
     /// A std `Mutex`: held only for map lookups, never across an `.await`.
     local: Mutex<HashMap<String, Arc<Local>>>,
+    /// The webhook slots of each app (`webhook_concurrency`).
+    webhook_limits: WebhookLimits,
 }
 
 impl Deliveries {
@@ -323,7 +326,7 @@ impl Deliveries {
         local: &Local,
     ) {
         let started = Instant::now();
-        let answer = answer::answer(state, app, message, delivery).await;
+        let answer = answer::answer(state, app, message, delivery, &self.webhook_limits).await;
         let handled_ms = started.elapsed().as_millis();
         let xml: Option<Arc<str>> = answer.as_ref().map(|a| Arc::from(a.xml.as_str()));
         local.result.send_replace(Some(xml.clone()));

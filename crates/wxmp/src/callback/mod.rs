@@ -19,6 +19,7 @@
 //!   store (see that module for the design and its limits).
 //! - `answer`: what to say: keyword → forward webhook → default → `success`.
 //! - `webhook`: the forward webhook's JSON, both ways.
+//! - `limit`: `webhook_concurrency`, so a hung webhook cannot pile up connections.
 //! - `custom_send`: a reply that missed the deadline, sent as a 客服消息.
 //!
 //! Handlers stay thin: extract a verified push, hand it to the deliveries, encrypt the answer
@@ -60,6 +61,7 @@
 mod answer;
 mod custom_send;
 mod dedup;
+mod limit;
 mod replay;
 mod verify;
 mod webhook;
