@@ -756,3 +756,39 @@ async fn run_serves_until_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+/// `getcallbackip` and `get_api_domain_ip` answer an `ip_list` (SDKs read it), after the same
+/// token check as every API; other paths are echoed, and `GET /_emulator/` says which is which.
+#[tokio::test]
+async fn address_lists_answer_for_real_and_the_summary_names_the_implemented_paths() {
+    let rig = start(config()).await;
+    let token = rig.token().await;
+    for path in ["getcallbackip", "get_api_domain_ip"] {
+        let v = rig
+            .get(&format!("/cgi-bin/{path}?access_token={token}"))
+            .await;
+        assert_eq!(v, json!({"ip_list": ["127.0.0.1"]}), "{path}");
+        let v = rig.get(&format!("/cgi-bin/{path}")).await;
+        assert_eq!(v["errcode"], 41001, "{path} without a token: {v}");
+        let v = rig
+            .get(&format!("/cgi-bin/{path}?access_token=forged"))
+            .await;
+        assert_eq!(v["errcode"], 40001, "{path} with a forged token: {v}");
+    }
+    let echoed = rig
+        .get(&format!(
+            "/cgi-bin/user/info?openid=o1&access_token={token}"
+        ))
+        .await;
+    assert_eq!(echoed, json!({"errcode": 0, "errmsg": "ok"}));
+    let summary = rig.get("/_emulator/").await;
+    let implemented: Vec<&str> = summary["implemented"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(implemented.contains(&"/cgi-bin/getcallbackip"), "{summary}");
+    assert!(!implemented.contains(&"/cgi-bin/user/info"), "{summary}");
+    assert!(summary["echoed"].as_str().unwrap().contains("errcode"));
+}

@@ -27,6 +27,7 @@ mod control;
 mod fault;
 mod state;
 mod stats;
+pub mod surface;
 
 use std::fmt;
 use std::future::Future;
@@ -191,11 +192,13 @@ impl Emulator {
     /// All routes, ready to serve (or to `nest` under a prefix):
     ///
     /// * `/cgi-bin/token`, `/cgi-bin/stable_token`, `/cgi-bin/ticket/getticket`,
-    ///   `/cgi-bin/message/custom/send`, and any other `/cgi-bin/…` path (token check, then
-    ///   `{"errcode":0,"errmsg":"ok"}`); `/cgi-bin/media/upload` answers `type`, `media_id`
-    ///   and `created_at` like WeChat, plus `received_bytes` and `received_sha256` of the body.
+    ///   `/cgi-bin/message/custom/send`, `/cgi-bin/getcallbackip` and
+    ///   `/cgi-bin/get_api_domain_ip` (`{"ip_list":["127.0.0.1"]}`), and any other `/cgi-bin/…`
+    ///   path (token check, then `{"errcode":0,"errmsg":"ok"}`: see [`surface`]);
+    ///   `/cgi-bin/media/upload` answers `type`, `media_id` and `created_at` like WeChat, plus
+    ///   `received_bytes` and `received_sha256` of the body.
     /// * Controls (JSON; errors are `{"error":{"code","message"}}` with 400/404):
-    ///   - `GET /_emulator/` — settings and appids, never secrets.
+    ///   - `GET /_emulator/` — settings, appids and the implemented paths, never secrets.
     ///   - `GET /_emulator/stats[?appid=]` — one app's [`AppStats`], or `{appid: AppStats}`.
     ///   - `GET /_emulator/messages?appid=` — the 客服消息 bodies received, oldest first.
     ///   - `GET /_emulator/faults` — `{"faults":[…]}`, the active faults with `times` left.

@@ -102,6 +102,8 @@ impl Route {
 #[derive(Debug)]
 pub(crate) struct ApiRequest {
     route: Route,
+    /// The request path, for the paths `Route::Other` answers with more than an echo.
+    path: String,
     method: Method,
     /// Query parameters; the first occurrence of a name wins.
     query: HashMap<String, String>,
@@ -121,6 +123,7 @@ impl ApiRequest {
     ) -> Self {
         ApiRequest {
             route: Route::of(path),
+            path: path.to_owned(),
             method,
             query: parse_query(raw_query),
             body,
@@ -688,7 +691,7 @@ impl State {
         if let Some(app) = self.apps.get_mut(&appid) {
             app.stats.other_api_calls.success();
         }
-        Ok(Reply::ok())
+        Ok(super::surface::address_list(&req.path).map_or_else(Reply::ok, Reply::Json))
     }
 
     /// `POST /cgi-bin/media/upload`: WeChat's answer (`type`, `media_id`, `created_at`) plus
@@ -737,6 +740,8 @@ impl State {
             "force_refresh_daily_limit": s.force_refresh_daily_limit,
             "force_refresh_min_interval_ms": ms(s.force_refresh_min_interval),
             "faults": self.faults.len(),
+            "implemented": super::surface::IMPLEMENTED,
+            "echoed": "any other /cgi-bin/ path: its access_token is checked, then it answers {\"errcode\":0,\"errmsg\":\"ok\"}",
         })
     }
 
