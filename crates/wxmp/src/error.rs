@@ -15,9 +15,12 @@ use crate::token::TokenError;
 pub enum AppError {
     /// Missing or wrong bearer key.
     #[error(
-        "missing or invalid API key: send `Authorization: Bearer <key>` with a key from [api] keys"
+        "missing or invalid API key: send `Authorization: Bearer <key>` with a key from [api] keys or an [api.clients.NAME] key"
     )]
     Unauthorized,
+    /// A scoped client's key used outside its scope.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such app.
     #[error("no app named {0:?} is configured")]
     UnknownApp(String),
@@ -42,6 +45,7 @@ impl AppError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::JsDomain(_) => (StatusCode::BAD_REQUEST, "js_domain_not_allowed"),
@@ -58,6 +62,12 @@ impl AppError {
                     (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
                 }
                 TokenError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "refresh_timeout"),
+                TokenError::RateLimited { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "refresh_rate_limited")
+                }
+                TokenError::ForceRefreshExhausted(_) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "force_refresh_exhausted")
+                }
             },
         }
     }

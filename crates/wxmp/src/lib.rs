@@ -20,6 +20,7 @@
 //! - [`redact`]: what logs and reports may show of secret URLs and attacker-chosen text.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod api;
 pub mod callback;
 pub mod check;

@@ -113,6 +113,7 @@ pub struct Metrics {
     token_errors: Family<AppKindErrcode, Counter>,
     cooldowns: Family<AppKindErrcode, Counter>,
     refreshes: Family<AppKindReason, Counter>,
+    foreign_refreshes: Family<AppLabel, Counter>,
     dedup_hits: Family<AppLabel, Counter>,
     webhook_saturated: Family<AppLabel, Counter>,
     store_up: Gauge,
@@ -147,6 +148,7 @@ impl Metrics {
             token_errors: Family::default(),
             cooldowns: Family::default(),
             refreshes: Family::default(),
+            foreign_refreshes: Family::default(),
             dedup_hits: Family::default(),
             webhook_saturated: Family::default(),
             store_up: Gauge::default(),
@@ -189,6 +191,11 @@ impl Metrics {
             "token_refreshes",
             "Credentials fetched from WeChat, by reason",
             m.refreshes.clone(),
+        );
+        registry.register(
+            "foreign_refresh",
+            "Times WeChat rejected an access_token wxmp had not replaced (someone else refreshed)",
+            m.foreign_refreshes.clone(),
         );
         registry.register(
             "token_errors",
@@ -299,6 +306,15 @@ impl Metrics {
                 call: call.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// WeChat rejected an access_token of `app` that wxmp had not replaced.
+    pub fn foreign_refresh(&self, app: &str) {
+        self.foreign_refreshes
+            .get_or_create(&AppLabel {
+                app: app.to_owned(),
+            })
+            .inc();
     }
 
     /// A credential was fetched from WeChat for `reason`.

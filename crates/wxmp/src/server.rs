@@ -57,7 +57,9 @@ impl Server {
         let upstream = Upstream::new(http_client(), config.upstream.clone());
         let metrics = Arc::new(Metrics::new());
         let store_probe = crate::ops::spawn_store_probe(store.clone(), metrics.clone());
-        let tokens = TokenCore::with_metrics(&config.apps, store, upstream, metrics.clone());
+        let alerter = crate::alert::Alerter::new(config.ops.alert_webhook.clone());
+        let tokens =
+            TokenCore::with_metrics(&config.apps, store, upstream, metrics.clone(), alerter);
         let refreshers = tokens.start();
         Server {
             state: AppState {

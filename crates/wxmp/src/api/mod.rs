@@ -1,23 +1,24 @@
 //! The business API (`/v1`): what the account's own servers call instead of WeChat's token
 //! endpoints.
 //!
-//! Handlers are thin: extract, call the token core once, map the result. Authentication is a
-//! middleware comparing the bearer key with every configured key in constant time, so a
-//! timing probe learns neither which key nor how much of it matched.
+//! Handlers are thin: extract, call the token core once, map the result. Authentication and
+//! the scope of named clients are a middleware (see [`auth`]), which leaves the [`Caller`] in
+//! the request for the handlers that count or record who asked.
 
+pub mod auth;
 pub mod card_ext;
 pub mod jssdk;
 pub mod proxy;
 
 use axum::extract::{Path, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
+
+pub use self::auth::Caller;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -32,6 +33,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             "/v1/apps/{app}/access_token/refresh",
             post(refresh_access_token),
         )
+        .route("/v1/apps/{app}/refreshes", get(refreshes))
         .route("/v1/apps/{app}/tickets/{kind}", get(ticket))
         .route("/v1/apps/{app}/jssdk/config", post(jssdk::config))
         .route("/v1/apps/{app}/card_ext", post(card_ext::card_ext))
@@ -48,25 +50,10 @@ pub fn proxy_routes(state: AppState) -> Router<AppState> {
 
 async fn require_api_key(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    // Check every key, without short-circuit, so the time taken does not depend on which one
-    // matched.
-    let mut matched = subtle::Choice::from(0u8);
-    for key in &state.config.api_keys {
-        matched |= key.expose().as_bytes().ct_eq(presented.as_bytes());
-    }
-    if presented.is_empty() || !bool::from(matched) {
-        return Err(AppError::Unauthorized);
-    }
+    auth::authorize(&state.config, &mut request).await?;
     Ok(next.run(request).await)
 }
 
@@ -102,6 +89,7 @@ struct RefreshBody {
 
 async fn refresh_access_token(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     body: Result<Json<RefreshBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, AppError> {
@@ -111,7 +99,10 @@ async fn refresh_access_token(
             "expected a JSON body {{\"stale\":\"<token that failed>\"}}: {e}"
         ))
     })?;
-    let result = state.tokens.refresh_access_token(&app, &body.stale).await;
+    let result = state
+        .tokens
+        .refresh_access_token_by(&app, &body.stale, &caller.requester())
+        .await;
     state
         .metrics
         .api(&app, if result.is_ok() { "ok" } else { "error" });
@@ -144,23 +135,46 @@ async fn ticket(
     Ok(issued_json(&result?, "ticket"))
 }
 
-async fn list_apps(State(state): State<AppState>) -> Json<Value> {
+async fn list_apps(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
     let status = state.tokens.status();
-    let apps: serde_json::Map<String, Value> = state
-        .config
-        .apps
-        .iter()
-        .map(|(name, app)| {
-            let credentials = status.get(name).map(|s| json!(s)).unwrap_or(Value::Null);
-            let entry = json!({
-                "appid": app.appid.as_str(),
-                "mode": format!("{:?}", app.mode).to_lowercase(),
-                "token_api": format!("{:?}", app.token_api).to_lowercase(),
-                "has_secret": app.secret.is_some(),
-                "credentials": if app.secret.is_some() { credentials } else { Value::Null },
-            });
-            (name.clone(), entry)
-        })
-        .collect();
+    let mut apps = serde_json::Map::new();
+    for (name, app) in &state.config.apps {
+        if !caller.may_use_app(name) {
+            continue;
+        }
+        let credentials = status.get(name).map(|s| json!(s)).unwrap_or(Value::Null);
+        let mut entry = json!({
+            "appid": app.appid.as_str(),
+            "mode": format!("{:?}", app.mode).to_lowercase(),
+            "token_api": format!("{:?}", app.token_api).to_lowercase(),
+            "has_secret": app.secret.is_some(),
+            "credentials": if app.secret.is_some() { credentials } else { Value::Null },
+        });
+        if app.secret.is_some() {
+            // Cluster-wide figures from the store; null when it cannot be read.
+            let foreign = state.tokens.foreign_status(name).await.ok();
+            let forced = state.tokens.force_refreshes_today(name).await.ok();
+            entry["foreign_refreshes"] = json!(foreign.as_ref().map(|f| f.count));
+            entry["last_foreign_refresh"] = json!(foreign.and_then(|f| f.last_at));
+            entry["force_refreshes_today"] = json!(forced);
+        }
+        apps.insert(name.clone(), entry);
+    }
     Json(json!({ "store": state.tokens.store().backend(), "apps": apps }))
+}
+
+/// `GET /v1/apps/{app}/refreshes`: the refresh audit, newest first.
+async fn refreshes(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    known_app(&state, &app)?;
+    let records =
+        state.tokens.refreshes(&app).await.map_err(|e| {
+            AppError::Token(crate::token::TokenError::StoreUnavailable(e.to_string()))
+        })?;
+    Ok(Json(json!({ "app": app, "refreshes": records })))
 }

@@ -32,6 +32,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures::stream::{self, BoxStream, StreamExt};
 use wxmp_proto::ApiErrcode;
 
@@ -124,11 +125,13 @@ enum Outgoing {
 
 pub(crate) async fn proxy(
     State(state): State<AppState>,
+    Extension(caller): Extension<super::Caller>,
     Path((app, _)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Response, AppError> {
     super::known_app(&state, &app)?;
+    let by = caller.requester();
     let (parts, body) = request.into_parts();
     let path = upstream_path(&parts.uri)?;
     if declared_length(&parts.headers).is_some_and(|len| len > MAX_PROXY_BODY) {
@@ -162,8 +165,9 @@ pub(crate) async fn proxy(
             Outgoing::Kept(bytes) => {
                 state
                     .tokens
-                    .with_access_token(
+                    .with_access_token_by(
                         &app,
+                        &by,
                         |token| call.send(reqwest::Body::from(bytes.clone()), token, REQUEST_TIMEOUT),
                         |sent: &Result<Answer, AppError>| sent.as_ref().is_ok_and(Answer::stale_token),
                     )
@@ -189,7 +193,11 @@ pub(crate) async fn proxy(
                 let answer = sent?;
                 if answer.stale_token() {
                     // The body is spent, so no retry; the refresh lets the caller's own retry work.
-                    if let Err(e) = state.tokens.refresh_access_token(&app, &token.value).await {
+                    if let Err(e) = state
+                        .tokens
+                        .refresh_access_token_by(&app, &token.value, &by)
+                        .await
+                    {
                         tracing::warn!(app, error = %e, "stale token on a streamed upload; refresh failed");
                     }
                 }

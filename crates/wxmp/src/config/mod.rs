@@ -6,10 +6,12 @@
 //! `EncodingAesKey`), resolves `"$NAME"` values from the environment and collects *every*
 //! problem, so one run of `wxmp check` lists them all.
 //!
-//! One file per concern: `env` (`"$NAME"` values and [`Secret`]), `store` (`[store]`), `app`
-//! (`[apps.NAME]`); this module holds the top level and the checker they share. New sections
-//! get a file of their own rather than growing this one.
+//! One file per concern: `env` (`"$NAME"` values and [`Secret`]), `store` (`[store]`), `api`
+//! (`[api]` keys and scoped clients), `ops` (`[ops]`), `app` (`[apps.NAME]`); this module
+//! holds the top level and the checker they share. New sections get a file of their own
+//! rather than growing this one.
 
+mod api;
 mod app;
 mod env;
 mod listen;
@@ -26,6 +28,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
+use self::api::{api_config, RawApi};
+pub use self::api::{ApiClient, Capability, DEFAULT_REFRESH_PER_MINUTE};
 use self::app::{app_config, RawApp};
 pub use self::app::{
     host_under_domain, AppConfig, AutoReply, Mode, TokenApi, DEFAULT_REPLAY_WINDOW_S,
@@ -71,11 +75,13 @@ pub struct Config {
     pub upstream: Url,
     /// The store.
     pub store: StoreConfig,
-    /// Bearer keys of the business API.
+    /// Unscoped bearer keys of the business API: every app, every endpoint.
     pub api_keys: Vec<Secret>,
+    /// Named clients with scoped keys (`[api.clients.NAME]`).
+    pub api_clients: Vec<Arc<ApiClient>>,
     /// Apps by name.
     pub apps: BTreeMap<String, Arc<AppConfig>>,
-    /// `[ops]`: the admin listener.
+    /// `[ops]`: the admin listener and the alert webhook.
     pub ops: OpsConfig,
 }
 
@@ -88,6 +94,7 @@ impl Config {
             upstream,
             store,
             api_keys: Vec::new(),
+            api_clients: Vec::new(),
             apps: BTreeMap::new(),
             ops: OpsConfig::default(),
         }
@@ -109,16 +116,9 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     api: RawApi,
     #[serde(default)]
-    apps: BTreeMap<String, RawApp>,
-    #[serde(default)]
     ops: RawOps,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawApi {
     #[serde(default)]
-    keys: Vec<String>,
+    apps: BTreeMap<String, RawApp>,
 }
 
 /// Collects problems while resolving values.
@@ -191,17 +191,8 @@ impl Config {
         let store = store_config(&mut c, raw.store);
         let ops = ops_config(&mut c, raw.ops);
 
-        let mut api_keys = Vec::new();
-        for (i, key) in raw.api.keys.iter().enumerate() {
-            if let Some(k) = c.resolve(&format!("api.keys[{i}]"), key) {
-                if k.len() < 16 {
-                    c.problem(format!(
-                        "api.keys[{i}] is shorter than 16 characters: use a long random key"
-                    ));
-                }
-                api_keys.push(Secret::new(k));
-            }
-        }
+        let app_names = raw.apps.keys().cloned().collect();
+        let (api_keys, api_clients) = api_config(&mut c, raw.api, &app_names);
 
         let mut apps = BTreeMap::new();
         for (name, app) in raw.apps {
@@ -214,6 +205,7 @@ impl Config {
             (Some(listen), Some(upstream), Some(store), Some(ops)) if c.problems.is_empty() => {
                 Ok(Config {
                     api_keys,
+                    api_clients: api_clients.into_iter().map(Arc::new).collect(),
                     apps,
                     ops,
                     ..Config::new(listen, upstream, store)

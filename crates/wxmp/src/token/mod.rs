@@ -26,7 +26,11 @@
 //! in a cooldown during which callers get the explanation without another upstream call;
 //! `-1` and transport errors are retried with bounded backoff within the lease.
 
+pub mod audit;
+mod budget;
 pub mod credential;
+pub mod foreign;
+mod requester;
 pub mod upstream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,8 +43,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use self::audit::Record;
+use self::budget::Budget;
 use self::credential::{now_ms, Backoff, Credential, Schedule};
+use self::foreign::{Detection, ForeignStatus, ForeignWatch};
+pub use self::requester::Requester;
 pub use self::upstream::{TicketType, Upstream, UpstreamError};
+use crate::alert::Alerter;
 use crate::config::{AppConfig, TokenApi};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -67,6 +76,15 @@ const PERMANENT_COOLDOWN: Duration = Duration::from_secs(60);
 const TRANSIENT_COOLDOWN: Duration = Duration::from_secs(1);
 /// Minimum spacing of `force_refresh` calls (WeChat ignores closer ones).
 const FORCE_REFRESH_SPACING: Duration = Duration::from_secs(30);
+/// `force_refresh` calls WeChat allows per app per day; wxmp counts them across instances and
+/// refuses the next one itself, in plain words, instead of letting WeChat answer 45009.
+pub const FORCE_REFRESH_DAILY: u32 = 20;
+const FORCE_BUDGET: Budget = Budget {
+    limit: FORCE_REFRESH_DAILY,
+    window: Duration::from_secs(86_400),
+};
+/// WeChat's days start at midnight Beijing time (UTC+8).
+const BEIJING_OFFSET_MS: u64 = 8 * 3_600_000;
 /// Retry delays for `-1` and transport errors.
 const RETRY: Backoff = Backoff {
     base: Duration::from_millis(200),
@@ -98,8 +116,10 @@ impl Kind {
     ];
 }
 
-/// Why a credential was fetched from WeChat: the `reason` of refresh metrics and the status page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a credential was fetched from WeChat: the `reason` of refresh metrics, the status page
+/// and the refresh audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RefreshReason {
     /// Ahead of expiry, by the refresher.
     Proactive,
@@ -109,6 +129,9 @@ pub enum RefreshReason {
     EmptyStore,
     /// A `force_refresh` of a stable token that came back unchanged while reported stale.
     ForceRefresh,
+    /// WeChat rejected a token wxmp issued and had not replaced: someone else refreshed (see
+    /// [`foreign`]).
+    ForeignSuspected,
 }
 
 impl RefreshReason {
@@ -119,6 +142,7 @@ impl RefreshReason {
             RefreshReason::Passive => "passive",
             RefreshReason::EmptyStore => "empty_store",
             RefreshReason::ForceRefresh => "force_refresh",
+            RefreshReason::ForeignSuspected => "foreign_suspected",
         }
     }
 }
@@ -152,6 +176,28 @@ pub enum TokenError {
     /// Another instance holds the refresh lock and did not finish in time.
     #[error("another instance is refreshing and did not finish within {0:?}")]
     Timeout(Duration),
+    /// A client reported stale tokens faster than its `refresh_per_minute`.
+    #[error(
+        "client {client:?} has caused {limit} passive refreshes of app {app:?} in the last 60 s, \
+         its refresh_per_minute: this one is refused and the current token stays; a refresh \
+         replaces the token for every caller, so retry with the token GET …/access_token serves"
+    )]
+    RateLimited {
+        /// The client's name.
+        client: String,
+        /// The app.
+        app: String,
+        /// Its `refresh_per_minute`.
+        limit: u32,
+    },
+    /// The day's `force_refresh` calls are used up.
+    #[error(
+        "app {0:?} has used the {FORCE_REFRESH_DAILY} force_refresh calls WeChat allows per day \
+         (the count restarts at midnight Beijing time): the stable token WeChat keeps returning \
+         was not renewed. If WeChat keeps rejecting it, someone else may be refreshing with the \
+         AppSecret: see foreign_refreshes in GET /v1/apps"
+    )]
+    ForceRefreshExhausted(String),
 }
 
 impl TokenError {
@@ -330,6 +376,8 @@ struct Inner {
     apps: BTreeMap<String, Arc<AppConfig>>,
     /// Where refreshes, errors and upstream latencies are reported.
     metrics: Arc<Metrics>,
+    /// Foreign-refresh alerts.
+    foreign: ForeignWatch,
 }
 
 /// The 中控. Cheap to clone.
@@ -359,15 +407,23 @@ impl Drop for RefresherGuard {
 impl TokenCore {
     /// A 中控 for `apps`, storing in `store` and calling `upstream`, with metrics of its own.
     pub fn new(apps: &BTreeMap<String, Arc<AppConfig>>, store: Store, upstream: Upstream) -> Self {
-        Self::with_metrics(apps, store, upstream, Arc::new(Metrics::new()))
+        Self::with_metrics(
+            apps,
+            store,
+            upstream,
+            Arc::new(Metrics::new()),
+            Alerter::default(),
+        )
     }
 
-    /// Like [`TokenCore::new`], reporting to the server's `metrics`.
+    /// Like [`TokenCore::new`], reporting to the server's `metrics` and sending foreign-refresh
+    /// alerts through `alerter`.
     pub fn with_metrics(
         apps: &BTreeMap<String, Arc<AppConfig>>,
         store: Store,
         upstream: Upstream,
         metrics: Arc<Metrics>,
+        alerter: Alerter,
     ) -> Self {
         let mut rng = rand::thread_rng();
         let owner = format!("{:016x}{:016x}", rng.gen::<u64>(), rng.gen::<u64>());
@@ -398,6 +454,7 @@ impl TokenCore {
                 slots,
                 apps: apps.clone(),
                 metrics,
+                foreign: ForeignWatch::new(alerter),
             }),
         }
     }
@@ -467,6 +524,7 @@ impl TokenCore {
                 slot,
                 |c: Option<&Credential>| c.is_none_or(|c| !c.is_usable(now_ms())),
                 None,
+                &Requester::wxmp(),
             )
             .await?;
         Ok(Issued::from(&ensured, now_ms()))
@@ -481,12 +539,34 @@ impl TokenCore {
         self.refresh(app, Kind::AccessToken, stale).await
     }
 
+    /// [`TokenCore::refresh_access_token`] on behalf of `by`: counted against its
+    /// `refresh_per_minute` and named in the refresh audit.
+    pub async fn refresh_access_token_by(
+        &self,
+        app: &str,
+        stale: &str,
+        by: &Requester,
+    ) -> Result<Refreshed, TokenError> {
+        self.refresh_by(app, Kind::AccessToken, stale, by).await
+    }
+
     /// Passive refresh of any credential: see [`TokenCore::refresh_access_token`].
     pub async fn refresh(
         &self,
         app: &str,
         kind: Kind,
         stale: &str,
+    ) -> Result<Refreshed, TokenError> {
+        self.refresh_by(app, kind, stale, &Requester::wxmp()).await
+    }
+
+    /// [`TokenCore::refresh`] on behalf of `by`.
+    pub async fn refresh_by(
+        &self,
+        app: &str,
+        kind: Kind,
+        stale: &str,
+        by: &Requester,
     ) -> Result<Refreshed, TokenError> {
         let slot = self.slot(app, kind)?;
         let now = now_ms();
@@ -502,7 +582,7 @@ impl TokenCore {
         }
         let want =
             |c: Option<&Credential>| c.is_none_or(|c| c.value == stale || !c.is_usable(now_ms()));
-        let ensured = self.ensure(slot, want, Some(stale)).await?;
+        let ensured = self.ensure(slot, want, Some(stale), by).await?;
         Ok(Refreshed {
             refreshed: ensured.value != stale,
             issued: Issued::from(&ensured, now_ms()),
@@ -523,12 +603,29 @@ impl TokenCore {
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = R>,
     {
+        self.with_access_token_by(app, &Requester::wxmp(), call, saw_stale_token)
+            .await
+    }
+
+    /// [`TokenCore::with_access_token`] on behalf of `by`, whose budget the refresh counts
+    /// against.
+    pub async fn with_access_token_by<R, F, Fut>(
+        &self,
+        app: &str,
+        by: &Requester,
+        call: F,
+        saw_stale_token: impl Fn(&R) -> bool,
+    ) -> Result<R, TokenError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = R>,
+    {
         let token = self.access_token(app).await?;
         let first = call(token.value.clone()).await;
         if !saw_stale_token(&first) {
             return Ok(first);
         }
-        let fresh = self.refresh_access_token(app, &token.value).await?;
+        let fresh = self.refresh_access_token_by(app, &token.value, by).await?;
         tracing::info!(
             app,
             refreshed = fresh.refreshed,
@@ -570,6 +667,24 @@ impl TokenCore {
         &self.inner.apps
     }
 
+    /// The app's last refreshes, newest first, as every instance sees them.
+    pub async fn refreshes(&self, app: &str) -> Result<Vec<Record>, StoreError> {
+        audit::read(&self.inner.store, app).await
+    }
+
+    /// Foreign refreshes detected for `app` by any instance.
+    pub async fn foreign_status(&self, app: &str) -> Result<ForeignStatus, StoreError> {
+        foreign::status(&self.inner.store, app).await
+    }
+
+    /// `force_refresh` calls made for `app` today (Beijing time), by any instance.
+    pub async fn force_refreshes_today(&self, app: &str) -> Result<u32, StoreError> {
+        let day = FORCE_BUDGET.window_of(now_ms(), BEIJING_OFFSET_MS);
+        FORCE_BUDGET
+            .used(&self.inner.store, &format!("force-day:{app}"), day)
+            .await
+    }
+
     /// Makes sure the slot holds a credential that `want` does not reject, calling WeChat at
     /// most once across every caller and instance (see the module docs).
     async fn ensure<W>(
@@ -577,6 +692,7 @@ impl TokenCore {
         slot: &Slot,
         want: W,
         stale: Option<&str>,
+        by: &Requester,
     ) -> Result<Credential, TokenError>
     where
         W: Fn(Option<&Credential>) -> bool,
@@ -606,7 +722,7 @@ impl TokenCore {
                 Ok(true) => {
                     // The watchdog only ever returns if it is dropped, so the fetch decides.
                     let result = tokio::select! {
-                        result = self.fetch_under_lock(slot, &want, stale) => result,
+                        result = self.fetch_under_lock(slot, &want, stale, by) => result,
                         never = self.keep_lease(slot) => match never {},
                     };
                     if let Err(e) = store.delete_if_eq(&slot.lock_key, &self.inner.owner).await {
@@ -695,17 +811,25 @@ impl TokenCore {
         slot: &Slot,
         want: &W,
         stale: Option<&str>,
+        by: &Requester,
     ) -> Result<Credential, TokenError>
     where
         W: Fn(Option<&Credential>) -> bool,
     {
         // The previous holder may have stored its result just before we took the lock.
-        if let Ok(Some(c)) = self.read_store(slot).await {
-            if !want(Some(&c)) {
-                return Ok(c);
+        let stored = self.read_store(slot).await.ok().flatten();
+        if let Some(c) = &stored {
+            if !want(Some(c)) {
+                return Ok(c.clone());
             }
         }
-        let credential = self.fetch(slot, want, stale).await?;
+        let current = stored.or_else(|| slot.cached());
+        let reason = self.before_fetch(slot, current.as_ref(), stale, by).await?;
+        let mut made = reason;
+        let fetched = self.fetch(slot, want, stale, reason, &mut made).await;
+        self.audit(slot, made, by, fetched.as_ref().err(), false)
+            .await;
+        let credential = fetched?;
         let ttl = Duration::from_millis(credential.remaining_ms(now_ms()).max(1));
         match serde_json::to_string(&credential) {
             Ok(text) => {
@@ -743,51 +867,165 @@ impl TokenCore {
         tracing::warn!(app = %slot.app.name, kind = slot.kind.as_str(), error = %e,
             "store unreachable and no valid credential held: fetching without the shared lock");
         let want = |c: Option<&Credential>| c.is_none_or(|c| !c.is_usable(now_ms()));
-        let credential = self.fetch(slot, &want, stale).await?;
+        let reason = if stale.is_some() {
+            RefreshReason::Passive
+        } else {
+            RefreshReason::EmptyStore
+        };
+        let mut made = reason;
+        let credential = self.fetch(slot, &want, stale, reason, &mut made).await?;
         slot.adopt(&credential);
         Ok(credential)
+    }
+
+    /// Under the refresh lock, before calling WeChat: why this refresh happens, whether the
+    /// requester's budget allows it (refused → audited, `RateLimited`), and whether the
+    /// reported token was one wxmp never replaced (a foreign refresh, reported).
+    async fn before_fetch(
+        &self,
+        slot: &Slot,
+        current: Option<&Credential>,
+        stale: Option<&str>,
+        by: &Requester,
+    ) -> Result<RefreshReason, TokenError> {
+        let now = now_ms();
+        let Some(stale) = stale else {
+            return Ok(match current {
+                Some(c) if c.is_usable(now) => RefreshReason::Proactive,
+                _ => RefreshReason::EmptyStore,
+            });
+        };
+        if let Some(limit) = by.refresh_per_minute {
+            let base = format!("refresh-budget:{}:{}", slot.app.name, by.name);
+            let claimed = budget::claim_sliding(
+                &self.inner.store,
+                &base,
+                limit,
+                Duration::from_secs(60),
+                &self.inner.owner,
+            )
+            .await;
+            // A store that cannot count does not block a needed refresh.
+            if let Ok(false) = claimed {
+                let e = TokenError::RateLimited {
+                    client: by.name.clone(),
+                    app: slot.app.name.clone(),
+                    limit,
+                };
+                tracing::warn!(app = %slot.app.name, client = %by.name, limit,
+                    "passive refresh refused: the client is over its refresh_per_minute");
+                self.audit(slot, RefreshReason::Passive, by, Some(&e), true)
+                    .await;
+                return Err(e);
+            }
+        }
+        // Rejected while still current and, by wxmp's clock, alive: wxmp did not cause it.
+        let foreign = slot.kind == Kind::AccessToken
+            && current.is_some_and(|c| c.value == stale && c.is_usable(now));
+        if !foreign {
+            return Ok(RefreshReason::Passive);
+        }
+        self.inner.metrics.foreign_refresh(&slot.app.name);
+        let detection = Detection {
+            app: &slot.app.name,
+            appid: slot.app.appid.as_str(),
+            by: &by.name,
+            issued_at_ms: current.map_or(now, |c| c.fetched_at_ms),
+            now_ms: now,
+        };
+        self.inner
+            .foreign
+            .detected(&self.inner.store, &self.inner.owner, detection)
+            .await;
+        Ok(RefreshReason::ForeignSuspected)
+    }
+
+    /// Adds a record to the slot's refresh audit (see [`audit`]); under the refresh lock.
+    async fn audit(
+        &self,
+        slot: &Slot,
+        reason: RefreshReason,
+        by: &Requester,
+        error: Option<&TokenError>,
+        refused: bool,
+    ) {
+        let result = match error {
+            None => "ok".to_owned(),
+            Some(e) if refused => format!("refused: {e}"),
+            Some(e) => format!("error: {e}"),
+        };
+        let record = Record {
+            at: audit::rfc3339_ms(now_ms()),
+            kind: slot.kind.as_str().to_owned(),
+            reason,
+            by: by.name.clone(),
+            result,
+        };
+        audit::append(&self.inner.store, &slot.app.name, slot.kind, record).await;
     }
 
     /// Calls WeChat, retrying transient errors within [`FETCH_BUDGET`]. For a stable
     /// access_token that came back unchanged while a caller reported it stale, one
     /// `force_refresh` follows, spaced at least 30 s from the last one across instances.
+    /// `reason` is why this refresh happens; `made` ends up as the reason of the call that
+    /// produced the result (`force_refresh` when one followed), for the audit.
     async fn fetch<W>(
         &self,
         slot: &Slot,
         want: &W,
         stale: Option<&str>,
+        reason: RefreshReason,
+        made: &mut RefreshReason,
     ) -> Result<Credential, TokenError>
     where
         W: Fn(Option<&Credential>) -> bool,
     {
-        let reason = if stale.is_some() {
-            RefreshReason::Passive
-        } else if slot.cached().is_none_or(|c| !c.is_usable(now_ms())) {
-            RefreshReason::EmptyStore
-        } else {
-            RefreshReason::Proactive
-        };
         let credential = self.fetch_with_retries(slot, reason).await?;
         let force_allowed = slot.kind == Kind::AccessToken
             && slot.app.token_api == TokenApi::Stable
             && stale.is_some()
             && want(Some(&credential));
         if force_allowed {
+            let store = &self.inner.store;
+            let owner = &self.inner.owner;
+            // The day's budget first: a spent budget is said in plain words, before WeChat
+            // would answer 45009. A store that cannot count leaves the 30 s spacing in charge.
+            let day = FORCE_BUDGET.window_of(now_ms(), BEIJING_OFFSET_MS);
+            let base = format!("force-day:{}", slot.app.name);
+            let claim = match FORCE_BUDGET.claim(store, &base, day, owner).await {
+                Ok(Some(claim)) => Some(claim),
+                Ok(None) => {
+                    let e = TokenError::ForceRefreshExhausted(slot.app.name.clone());
+                    tracing::warn!(app = %slot.app.name, "{e}");
+                    slot.record_error(&e, None);
+                    *made = RefreshReason::ForceRefresh;
+                    return Err(e);
+                }
+                Err(_) => None,
+            };
             let force_key = format!("force:{}", slot.app.name);
-            match self
-                .inner
-                .store
-                .set_nx(&force_key, &self.inner.owner, FORCE_REFRESH_SPACING)
-                .await
-            {
+            match store.set_nx(&force_key, owner, FORCE_REFRESH_SPACING).await {
                 Ok(true) => {
                     tracing::info!(app = %slot.app.name, "stable token reported stale: force_refresh");
-                    return self
+                    if *made != RefreshReason::ForeignSuspected {
+                        *made = RefreshReason::ForceRefresh;
+                    }
+                    let result = self
                         .fetch_with_retries(slot, RefreshReason::ForceRefresh)
                         .await;
+                    if let (Err(_), Some(claim)) = (&result, &claim) {
+                        // WeChat did not refresh: the use did not happen.
+                        let _ = Budget::release(store, claim).await;
+                    }
+                    return result;
                 }
-                _ => tracing::info!(app = %slot.app.name,
-                    "stable token reported stale but a force_refresh ran less than 30 s ago"),
+                _ => {
+                    if let Some(claim) = &claim {
+                        let _ = Budget::release(store, claim).await;
+                    }
+                    tracing::info!(app = %slot.app.name,
+                        "stable token reported stale but a force_refresh ran less than 30 s ago");
+                }
             }
         }
         Ok(credential)
@@ -918,7 +1156,7 @@ impl TokenCore {
             let want = move |c: Option<&Credential>| {
                 c.is_none_or(|c| c.needs_refresh(now_ms(), c.lead_ms(schedule, jitter)))
             };
-            match self.ensure(&slot, want, None).await {
+            match self.ensure(&slot, want, None, &Requester::wxmp()).await {
                 Ok(_) => failures = 0,
                 Err(e) => {
                     let pause = match &e {
