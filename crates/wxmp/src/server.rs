@@ -36,7 +36,7 @@ pub async fn open_store(config: &StoreConfig) -> Result<Store, StoreError> {
     Ok(match config {
         StoreConfig::Memory => Store::Memory(MemoryStore::new()),
         StoreConfig::Sqlite { path } => Store::Sqlite(SqliteStore::open(path).await?),
-        StoreConfig::Redis { url, prefix } => Store::Redis(RedisStore::connect(url, prefix).await?),
+        StoreConfig::Redis(redis) => Store::Redis(RedisStore::open(redis).await?),
     })
 }
 

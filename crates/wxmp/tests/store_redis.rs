@@ -465,3 +465,57 @@ async fn a_stalled_redis_times_out_and_recovers() {
     eprintln!("resumed: notifications back after {took:?}");
     assert!(took.expect("notifications resume") < Duration::from_secs(5));
 }
+
+// --- TLS, against a redis-server of our own with a throwaway CA ----------------------------
+
+#[tokio::test]
+async fn tls_with_the_deployments_own_ca() {
+    let ca = common::TestCa::new();
+    let server = RedisServer::start_tls(&ca);
+    let config = wxmp::config::RedisConfig {
+        tls_ca: Some(ca.ca()),
+        ..wxmp::config::RedisConfig::url(&server.tls_url(), "tls:")
+    };
+    let (a, b) = (
+        RedisStore::open(&config).await.unwrap(),
+        RedisStore::open(&config).await.unwrap(),
+    );
+    let mut b_events = b.subscribe();
+    assert!(a.set_nx("lock", "owner-a", LONG).await.unwrap());
+    assert!(!b.set_nx("lock", "owner-b", LONG).await.unwrap());
+    assert!(a.expire_if_eq("lock", "owner-a", LONG).await.unwrap());
+    assert!(a.delete_if_eq("lock", "owner-a").await.unwrap());
+    a.set("token", "t1", Some(LONG)).await.unwrap();
+    assert_eq!(b.get("token").await.unwrap().as_deref(), Some("t1"));
+    assert!(
+        receive(&mut b_events, "token", Duration::from_secs(2)).await,
+        "notifications cross over TLS too"
+    );
+
+    // Verification is on: without the CA the server's certificate is refused.
+    let untrusting = RedisStore::connect(&server.tls_url(), "tls:").await;
+    match untrusting {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("127.0.0.1"), "{message}");
+            eprintln!("without the CA: {message}");
+        }
+        other => panic!("connected without trusting the CA: {other:?}"),
+    }
+    // And a plain connection to the TLS port gets nowhere.
+    let plain = RedisStore::connect(&format!("redis://127.0.0.1:{}/0", server.port()), "p:").await;
+    assert!(
+        matches!(plain, Err(StoreError::Unavailable(_))),
+        "{plain:?}"
+    );
+    // A CA file that is not there is named.
+    let missing = wxmp::config::RedisConfig {
+        tls_ca: Some("/nonexistent/ca.pem".into()),
+        ..wxmp::config::RedisConfig::url(&server.tls_url(), "tls:")
+    };
+    match RedisStore::open(&missing).await {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -724,3 +724,69 @@ async fn stable_tokens_cost_one_call_per_cycle() {
     );
     assert_eq!(stats.force_refresh_calls.attempts, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_shared_through_redis_over_tls_with_a_password() {
+    let ca = TestCa::new();
+    let port = free_port();
+    let mut args = ca.server_args(port);
+    args.extend(
+        [
+            "--requirepass",
+            "s3cret-pw",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from),
+    );
+    let redis = RedisServer::start_with(port, args);
+    let emu = emulator(EmulatorConfig::default()).await;
+    // The store section as a user writes it, the password from the environment.
+    let text = format!(
+        "upstream = \"{}\"\n[store]\nbackend = \"redis\"\nurl = \"{}\"\ntls_ca = \"{}\"\n\
+         password = \"$REDIS_PASSWORD\"\nprefix = \"{}\"\n\
+         [apps.demo]\nappid = \"{APPID}\"\nsecret = \"{SECRET}\"\ntoken = \"pamtest\"\n",
+        emu.base_url(),
+        redis.tls_url(),
+        ca.ca().display(),
+        unique_prefix(),
+    );
+    let env: std::collections::HashMap<String, String> =
+        [("REDIS_PASSWORD".to_owned(), "s3cret-pw".to_owned())].into();
+    let parsed = wxmp::config::Config::parse(&text, &env).unwrap();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = wxmp::server::open_store(&parsed.store).await.unwrap();
+        instances.push(start(config(&emu.base_url(), vec![app(TokenApi::Classic)]), store).await);
+    }
+    let client = client();
+    let (status, on_a) = get_json(&client, &instances[0].url("/v1/apps/demo/access_token")).await;
+    assert_eq!(status, 200, "{on_a}");
+    let (status, on_b) = get_json(&client, &instances[1].url("/v1/apps/demo/access_token")).await;
+    assert_eq!(status, 200, "{on_b}");
+    assert_eq!(on_a["access_token"], on_b["access_token"]);
+    assert_eq!(
+        token_calls(&emu),
+        1,
+        "one fetch, shared through the TLS Redis"
+    );
+    assert_eq!(
+        use_token(&emu.base_url(), on_a["access_token"].as_str().unwrap()).await,
+        0
+    );
+
+    // A wrong password is refused at connect, and the error does not repeat it.
+    let env: std::collections::HashMap<String, String> =
+        [("REDIS_PASSWORD".to_owned(), "wrong-pw".to_owned())].into();
+    let wrong = wxmp::config::Config::parse(&text, &env).unwrap();
+    match wxmp::server::open_store(&wrong.store).await {
+        Err(e) => {
+            let message = e.to_string();
+            assert!(!message.contains("wrong-pw"), "{message}");
+            eprintln!("wrong password: {message}");
+        }
+        Ok(_) => panic!("connected with a wrong password"),
+    }
+}

@@ -16,7 +16,7 @@ mod app;
 mod env;
 mod listen;
 mod ops;
-mod store;
+pub(crate) mod store;
 mod subset;
 
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ pub use self::listen::parse_listen;
 pub use self::ops::OpsConfig;
 use self::ops::{ops_config, RawOps};
 use self::store::{store_config, RawStore};
-pub use self::store::{StoreConfig, DEFAULT_SQLITE_PATH};
+pub use self::store::{RedisConfig, RedisTarget, StoreConfig, DEFAULT_SQLITE_PATH};
 
 /// Every problem found in a config file, one plain sentence each.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 pub mod redis_server;
 
 #[allow(unused_imports)]
-pub use redis_server::{free_port, redis_url, RedisServer};
+pub use redis_server::{free_port, redis_url, RedisServer, TestCa};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -212,3 +212,115 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A throwaway certificate authority and a server certificate it signed for `127.0.0.1` and
+/// `localhost`, made with the `openssl` program in a temporary folder.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// Makes the CA and the server certificate (EC P-256, valid for a day).
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "the TLS tests make their certificates with the `openssl` program, \
+                         which cannot be run ({e}): install Debian's openssl package"
+                    )
+                });
+            assert!(
+                out.status.success(),
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let mut ca = vec!["req", "-x509", "-nodes", "-days", "1"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+        ca.extend(["-subj", "/CN=wxmp test CA"]);
+        openssl(&ca);
+        let mut csr = vec!["req", "-nodes"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        csr.extend(["-subj", "/CN=localhost"]);
+        openssl(&csr);
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName = IP:127.0.0.1, DNS:localhost\n\
+             basicConstraints = CA:FALSE\n\
+             keyUsage = digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = serverAuth\n",
+        )
+        .expect("writing server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "server.ext",
+        ]);
+        TestCa { dir }
+    }
+
+    /// The CA certificate (PEM): what a client trusts.
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// The arguments that make a `redis-server` (or Sentinel) serve TLS on `port` only, with
+    /// this CA's server certificate, not asking clients for certificates.
+    pub fn server_args(&self, port: u16) -> Vec<String> {
+        let file = |name: &str| self.dir.path().join(name).display().to_string();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    }
+}
+
+impl RedisServer {
+    /// A memory-only server that speaks only TLS, with `ca`'s server certificate.
+    pub fn start_tls(ca: &TestCa) -> RedisServer {
+        let port = free_port();
+        let mut args = ca.server_args(port);
+        args.extend(
+            ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+                .iter()
+                .map(|s| (*s).to_owned()),
+        );
+        Self::start_with(port, args)
+    }
+
+    /// `rediss://127.0.0.1:PORT/0`, for a server started with [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.port)
+    }
+}

@@ -1,5 +1,6 @@
 //! The Redis backend: several wxmp instances share one Redis, and with it one access_token
-//! per app and one refresh lock.
+//! per app and one refresh lock. The Redis is one server (`redis://`, or `rediss://` for TLS)
+//! or the master a set of Sentinels names ([`target`]).
 //!
 //! Why this shape:
 //! - Commands go through a [`ConnectionManager`], which reconnects after the connection
@@ -8,6 +9,11 @@
 //!   retried once, which waits for the manager's immediate reconnect. So the first operation
 //!   after Redis comes back already succeeds, and while Redis is down every operation fails
 //!   at once with "connection refused".
+//! - With Sentinels, the manager's own reconnects would go back to the old master, which is
+//!   dead or has come back as a read-only replica. So in that mode every failed operation
+//!   also starts the background replacement below, which asks the Sentinels where the master
+//!   is now; the pub/sub subscriber asks them too whenever it resubscribes. Operations fail
+//!   fast during a failover and work again as soon as the Sentinels have promoted a replica.
 //! - Every operation is bounded by [`OP_TIMEOUT`], so a Redis that stops answering (stalled,
 //!   or cut off by the network so that no reset ever arrives) never hangs a caller. After
 //!   such a timeout a fresh connection is built in the background and swapped in, since the
@@ -32,7 +38,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use redis::{Client, Cmd, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation};
 use tokio::sync::{broadcast, watch};
 
+use self::target::Target;
 use super::{StoreError, NOTIFY_CAPACITY, OP_TIMEOUT};
+use crate::config::RedisConfig;
+
+mod target;
 
 /// How long one connection attempt may take (half an operation, so a reconnect and the
 /// command it enables both fit in [`OP_TIMEOUT`]).
@@ -66,7 +76,8 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: Client,
+    /// Where (re)connections go.
+    target: Arc<Target>,
     /// The command connection. A std `RwLock` because it is only held to clone the manager
     /// (a handle to a shared connection) or to swap in a fresh one, never across an await.
     conn: RwLock<ConnectionManager>,
@@ -76,7 +87,7 @@ struct Inner {
     prefix: String,
     /// `{prefix}changes`, where writes are announced.
     channel: String,
-    /// `host:port` (or socket path) for messages: never the URL, which may hold a password.
+    /// `host:port` (or the Sentinels) for messages: never the URL, which may hold a password.
     addr: String,
     cas_delete: Script,
     cas_expire: Script,
@@ -93,20 +104,27 @@ enum Op<'a> {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`) and
-    /// subscribes to change notifications; every key will be `prefix` + key.
-    ///
-    /// Fails with [`StoreError::Unavailable`] naming `host:port` (never the password) when
-    /// the URL is invalid or Redis cannot be reached within [`OP_TIMEOUT`].
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` for TLS) and subscribes to change notifications; every key will be
+    /// `prefix` + key. See [`RedisStore::open`].
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(|e| {
-            StoreError::Unavailable(format!("redis: invalid url {}: {e}", redact(url)))
-        })?;
-        let addr = client.get_connection_info().addr.to_string();
-        let channel = format!("{prefix}changes");
+        Self::open(&RedisConfig::url(url, prefix)).await
+    }
+
+    /// Connects to the Redis of `config` — one server, or the master its Sentinels name —
+    /// and subscribes to change notifications.
+    ///
+    /// Fails with [`StoreError::Unavailable`] naming the hosts (never a password) when the
+    /// configuration cannot be used or Redis cannot be reached within [`OP_TIMEOUT`].
+    pub async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+        let target =
+            Target::new(config).map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        let addr = target.describe();
+        let channel = format!("{}changes", config.prefix);
         let unavailable =
             |e: String| StoreError::Unavailable(format!("redis: cannot connect to {addr}: {e}"));
 
+        let client = target.client().await.map_err(unavailable)?;
         let conn = bounded(ConnectionManager::new_with_config(
             client.clone(),
             manager_config(),
@@ -117,11 +135,12 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
 
+        let target = Arc::new(target);
         let notify = broadcast::channel(NOTIFY_CAPACITY).0;
         let (generation, generation_rx) = watch::channel(0);
         tokio::spawn(forward_changes(
             Subscriber {
-                client: client.clone(),
+                target: target.clone(),
                 channel: channel.clone(),
                 addr: addr.clone(),
                 notify: notify.clone(),
@@ -131,10 +150,10 @@ impl RedisStore {
         ));
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                client,
+                target,
                 conn: RwLock::new(conn),
                 replacing: AtomicBool::new(false),
-                prefix: prefix.to_owned(),
+                prefix: config.prefix.clone(),
                 channel,
                 addr,
                 cas_delete: Script::new(COMPARE_AND_DELETE),
@@ -165,7 +184,16 @@ impl RedisStore {
         };
         match tokio::time::timeout(OP_TIMEOUT, attempt).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.inner.error(&e)),
+            Ok(Err(e)) => {
+                let error = self.inner.error(&e);
+                if self.inner.target.follows_failover()
+                    && matches!(error, StoreError::Unavailable(_))
+                {
+                    // The master may have moved: ask the Sentinels (in the background).
+                    self.replace_connection();
+                }
+                Err(error)
+            }
             Err(_) => {
                 self.replace_connection();
                 Err(StoreError::Unavailable(format!(
@@ -176,22 +204,28 @@ impl RedisStore {
         }
     }
 
-    /// Builds a fresh command connection in the background and swaps it in, unless one is
-    /// already being built. Holds the store only weakly, so it never keeps it alive.
+    /// Builds a fresh command connection in the background (to wherever the target now is)
+    /// and swaps it in, unless one is already being built. Holds the store only weakly, so it
+    /// never keeps it alive.
     fn replace_connection(&self) {
         if self.inner.replacing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let client = self.inner.client.clone();
+        let target = self.inner.target.clone();
         let inner: Weak<Inner> = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            let fresh = bounded(ConnectionManager::new_with_config(client, manager_config())).await;
+            let fresh = match target.client().await {
+                Ok(client) => {
+                    bounded(ConnectionManager::new_with_config(client, manager_config())).await
+                }
+                Err(e) => Err(e),
+            };
             let Some(inner) = inner.upgrade() else { return };
             match fresh {
                 Ok(conn) => {
                     *inner.conn.write().unwrap_or_else(PoisonError::into_inner) = conn;
                     inner.generation.send_modify(|g| *g = g.wrapping_add(1));
-                    tracing::debug!(addr = %inner.addr, "redis: replaced a connection that timed out");
+                    tracing::debug!(addr = %inner.addr, "redis: replaced the command connection");
                 }
                 Err(e) => {
                     tracing::debug!(addr = %inner.addr, error = %e, "redis: reconnect failed");
@@ -318,7 +352,7 @@ impl fmt::Debug for RedisStore {
 
 /// What the subscriber task needs; it holds no reference to the store itself.
 struct Subscriber {
-    client: Client,
+    target: Arc<Target>,
     channel: String,
     addr: String,
     notify: broadcast::Sender<String>,
@@ -336,7 +370,7 @@ async fn forward_changes(mut sub: Subscriber, first: PubSub) {
             Some(current) => current,
             None => {
                 let attempt = tokio::select! {
-                    attempt = bounded(subscribe(&sub.client, &sub.channel)) => attempt,
+                    attempt = subscribe_target(&sub.target, &sub.channel) => attempt,
                     changed = sub.generation.changed() => match changed {
                         Ok(()) => continue,
                         Err(_) => return,
@@ -381,6 +415,12 @@ async fn forward_changes(mut sub: Subscriber, first: PubSub) {
             }
         }
     }
+}
+
+/// A dedicated connection to wherever `target` is now, subscribed to `channel`, bounded.
+async fn subscribe_target(target: &Target, channel: &str) -> Result<PubSub, String> {
+    let client = target.client().await?;
+    bounded(subscribe(&client, channel)).await
 }
 
 /// A dedicated connection subscribed to `channel`.
