@@ -321,3 +321,160 @@ async fn operations_answer_promptly() {
         .await
         .expect("200 writes within 10 s");
 }
+
+/// Writes `n` rows that expired a minute ago, `value_len` bytes each, through a connection of
+/// the test's own (quicker than `n` store calls, and the store must cope with other writers).
+fn insert_expired(path: &Path, prefix: &str, n: usize, value_len: usize) {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let past = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
+    let value = "x".repeat(value_len);
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO kv (key, value, expires_at_ms) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        for i in 0..n {
+            insert
+                .execute(rusqlite::params![format!("{prefix}{i}"), value, past])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+fn count_rows(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// The database's size on disk, WAL included.
+fn size_on_disk(path: &Path) -> u64 {
+    let wal = path.with_extension("db-wal");
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    len(path) + len(&wal)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn expired_rows_are_swept_without_traffic_and_the_file_shrinks() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxmp.db");
+    let store = SqliteStore::open_with_sweep(&path, Duration::from_secs(1)).unwrap();
+    store.set("token", "live-token", None).await.unwrap();
+    for file in [
+        path.clone(),
+        path.with_extension("db-wal"),
+        path.with_extension("db-shm"),
+    ] {
+        if let Ok(meta) = std::fs::metadata(&file) {
+            assert_eq!(
+                meta.permissions().mode() & 0o777,
+                0o600,
+                "{} is readable by others",
+                file.display()
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    insert_expired(&path, "delivery:", 20_000, 1000);
+    let flooded = size_on_disk(&path);
+    assert!(flooded > 15_000_000, "{flooded}");
+
+    // No store traffic from here on: the sweeper alone must clear the rows and shrink the file.
+    let mut waited = Duration::ZERO;
+    while (count_rows(&path) > 1 || size_on_disk(&path) > flooded / 4) && waited < LONG {
+        sleep(Duration::from_millis(250)).await;
+        waited += Duration::from_millis(250);
+    }
+    assert_eq!(count_rows(&path), 1, "expired rows left");
+    let swept = size_on_disk(&path);
+    assert!(
+        swept < flooded / 4,
+        "the file kept {swept} of {flooded} bytes"
+    );
+    assert_eq!(
+        store.get("token").await.unwrap().as_deref(),
+        Some("live-token")
+    );
+}
+
+#[tokio::test]
+async fn requests_are_served_while_a_large_table_is_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxmp.db");
+    // The timer sweeper is kept out of the way; the test runs the sweep itself.
+    let store = SqliteStore::open_with_sweep(&path, Duration::from_secs(3600)).unwrap();
+    store.set("token", "live-token", None).await.unwrap();
+    insert_expired(&path, "old:", 100_000, 100);
+    let sweeper = {
+        let store = store.clone();
+        std::thread::spawn(move || store.sweep_now())
+    };
+    // Every operation during the sweep answers (within OP_TIMEOUT, or it would be an error).
+    let mut served = 0;
+    while !sweeper.is_finished() || served < 20 {
+        assert_eq!(
+            store.get("token").await.unwrap().as_deref(),
+            Some("live-token")
+        );
+        assert!(store
+            .set_nx(&format!("new:{served}"), "v", LONG)
+            .await
+            .unwrap());
+        served += 1;
+    }
+    let deleted = sweeper.join().unwrap().unwrap();
+    assert_eq!(deleted, 100_000);
+    assert_eq!(count_rows(&path), 1 + served);
+}
+
+#[tokio::test]
+async fn an_old_file_is_converted_without_losing_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // The schema of earlier versions: no index, no auto-vacuum.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at_ms INTEGER);
+             INSERT INTO kv VALUES ('token:demo', 'held-token', NULL);",
+        )
+        .unwrap();
+        let auto_vacuum: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(auto_vacuum, 0);
+    }
+    insert_expired(&path, "delivery:", 5000, 200);
+    let store = open(&path).await;
+    assert_eq!(
+        store.get("token:demo").await.unwrap().as_deref(),
+        Some("held-token")
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let auto_vacuum: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(auto_vacuum, 2, "not converted to incremental auto-vacuum");
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'kv_expires_at'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1);
+    assert_eq!(count_rows(&path), 1);
+}

@@ -3,9 +3,18 @@
 //! The mutex is never held across an `.await` (every method is synchronous inside), so a std
 //! mutex is cheaper and simpler than tokio's. Expiry is checked on read, with
 //! `tokio::time::Instant` so that tests can pause time.
+//!
+//! Expired entries are freed two ways. A background sweeper wakes every [`SWEEP_INTERVAL`]
+//! and drops them, whether or not anything is being written: after a flood of unique pushes
+//! (each leaves a dedup record) the memory comes back within a minute of the records'
+//! expiry, not at the next write. It holds only a `Weak` to the map, so it ends when the last
+//! handle of the store is dropped, and it shrinks the map's table after a big sweep, since a
+//! `HashMap` never gives capacity back by itself. Writes also sweep, amortised, so a flood
+//! cannot outgrow the map between two ticks by more than the live set.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -25,6 +34,10 @@ struct Entries {
 /// The fewest inserts between two sweeps.
 const SWEEP_EVERY: usize = 1024;
 
+/// How often the background sweeper frees expired entries: expired records are gone within
+/// this long (plus the time of a sweep) with or without traffic.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 impl Default for Entries {
     fn default() -> Self {
         Entries {
@@ -41,11 +54,47 @@ impl Entries {
     fn insert(&mut self, key: &str, entry: Entry, now: Instant) {
         self.until_sweep = self.until_sweep.saturating_sub(1);
         if self.until_sweep == 0 {
-            self.map.retain(|_, e| e.live(now));
-            self.until_sweep = self.map.len().max(SWEEP_EVERY);
+            self.sweep(now);
         }
         self.map.insert(key.to_owned(), entry);
     }
+
+    /// Drops expired entries, and gives the table's spare capacity back when most of it is
+    /// unused (a table sized for a flood would otherwise stay that size).
+    fn sweep(&mut self, now: Instant) {
+        self.map.retain(|_, e| e.live(now));
+        self.until_sweep = self.map.len().max(SWEEP_EVERY);
+        if self.map.capacity() > 4 * self.map.len() + SWEEP_EVERY {
+            self.map.shrink_to_fit();
+        }
+    }
+}
+
+/// The background sweeper's settings and whether it runs.
+#[derive(Debug)]
+struct Sweeper {
+    every: Duration,
+    started: AtomicBool,
+}
+
+/// Sweeps `entries` every `every` until the store is dropped.
+async fn sweep_loop(entries: Weak<Mutex<Entries>>, every: Duration) {
+    let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(entries) = entries.upgrade() else {
+            return;
+        };
+        lock(&entries).sweep(Instant::now());
+    }
+}
+
+fn lock(entries: &Mutex<Entries>) -> MutexGuard<'_, Entries> {
+    // A panic while holding the lock cannot leave a half-written entry, so recover.
+    entries
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Debug)]
@@ -65,6 +114,7 @@ impl Entry {
 pub struct MemoryStore {
     entries: Arc<Mutex<Entries>>,
     notify: broadcast::Sender<String>,
+    sweeper: Arc<Sweeper>,
 }
 
 impl Default for MemoryStore {
@@ -74,19 +124,52 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store, swept every [`SWEEP_INTERVAL`].
     pub fn new() -> Self {
+        Self::with_sweep_interval(SWEEP_INTERVAL)
+    }
+
+    /// An empty store swept every `every` (tests use a short one).
+    pub fn with_sweep_interval(every: Duration) -> Self {
         MemoryStore {
             entries: Arc::default(),
             notify: broadcast::channel(NOTIFY_CAPACITY).0,
+            sweeper: Arc::new(Sweeper {
+                every,
+                started: AtomicBool::new(false),
+            }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
-        // A panic while holding the lock cannot leave a half-written entry, so recover.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.entries)
+    }
+
+    /// Starts the background sweeper on the first write. Lazily, because a store may be
+    /// made outside a runtime; every write runs inside one.
+    fn ensure_sweeper(&self) {
+        if self.sweeper.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(sweep_loop(
+                    Arc::downgrade(&self.entries),
+                    self.sweeper.every,
+                ));
+            }
+            Err(_) => self.sweeper.started.store(false, Ordering::Release),
+        }
+    }
+
+    /// How many entries the map holds, expired ones included (for tests of the sweeper).
+    pub fn held(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    /// The map's capacity (for tests that memory is given back).
+    pub fn capacity(&self) -> usize {
+        self.lock().map.capacity()
     }
 
     /// See [`super::Store::get`].
@@ -113,6 +196,7 @@ impl MemoryStore {
             value: value.to_owned(),
             expires_at,
         };
+        self.ensure_sweeper();
         self.lock().insert(key, entry, now);
         let _ = self.notify.send(key.to_owned());
         Ok(())
@@ -120,6 +204,7 @@ impl MemoryStore {
 
     /// See [`super::Store::set_nx`].
     pub async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.ensure_sweeper();
         let now = Instant::now();
         let mut entries = self.lock();
         if entries.map.get(key).is_some_and(|e| e.live(now)) {
@@ -245,5 +330,38 @@ mod tests {
         }
         let len = store.lock().map.len();
         assert!(len <= SWEEP_EVERY + 1, "expired entries kept: {len}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_freed_on_a_timer_without_traffic() {
+        let store = MemoryStore::with_sweep_interval(Duration::from_secs(10));
+        for i in 0..50_000 {
+            store
+                .set_nx(&format!("delivery:{i}"), "x", Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+        store.set("token", "live", None).await.unwrap();
+        let flooded = store.capacity();
+        assert!(store.held() > 40_000);
+        // No further writes or reads: only the timer can free them.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(store.held(), 1, "expired entries still held");
+        assert!(
+            store.capacity() * 10 < flooded,
+            "{} of {flooded}",
+            store.capacity()
+        );
+        assert_eq!(store.get("token").await.unwrap().as_deref(), Some("live"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sweeper_ends_with_the_store() {
+        let store = MemoryStore::with_sweep_interval(Duration::from_secs(1));
+        store.set("k", "v", None).await.unwrap();
+        let weak = Arc::downgrade(&store.entries);
+        drop(store);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(weak.upgrade().is_none());
     }
 }
