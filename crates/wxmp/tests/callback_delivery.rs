@@ -1,6 +1,7 @@
 //! End-to-end tests of WeChat's retry contract, over real HTTP: a push reaches the webhook
-//! once however often (and wherever) it is delivered, its reply reaches the user once —
-//! passively to a waiting request or as a 客服消息 after the deadline, never both.
+//! once however often (and wherever) it is delivered, and its reply reaches the user —
+//! passively, to every request of the push until one is received, or as a 客服消息 after the
+//! deadline, never both.
 
 #[path = "common/redis_server.rs"]
 mod redis_server;
@@ -10,6 +11,8 @@ mod util;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use util::*;
 use wxmp::config::{Mode, Secret};
@@ -39,16 +42,18 @@ async fn three_deliveries_of_one_message_reach_the_webhook_once() {
     let running = start(config(NO_UPSTREAM, vec![a]), Store::memory()).await;
     let wechat = Wechat::new(&running, "dedup");
 
-    // Three deliveries in flight at once (each with its own timestamp and nonce).
+    // Three deliveries in flight at once (each with its own timestamp and nonce): WeChat
+    // only reads one of them, so each may carry the reply.
     let message = text_msg("hello", msg_id());
     let answers = futures::future::join_all((0..3).map(|_| wechat.push_plain(&message))).await;
     let (bodies, successes) = replies(&answers);
-    assert_eq!(bodies.len(), 1, "exactly one request carries the reply");
-    assert_eq!(text_of(&bodies[0]), "handled");
-    assert_eq!(successes, 2);
-    // A retry after the handling finished: `success`, and still no second webhook call.
+    assert_eq!((bodies.len(), successes), (3, 0), "{answers:?}");
+    for body in &bodies {
+        assert_eq!(text_of(body), "handled");
+    }
+    // A retry after the handling finished gets it too, and still no second webhook call.
     let late = wechat.push_plain(&message).await;
-    assert_eq!(late.body, "success");
+    assert_eq!(text_of(&late.body), "handled");
     assert_eq!(hook.calls().len(), 1);
 
     // Events deduplicate by sender, CreateTime, Event and EventKey.
@@ -123,7 +128,8 @@ async fn a_webhook_slower_than_the_deadline_replies_by_customer_service() {
     emulator.emulator().expire_all_tokens(APPID);
 
     let started = Instant::now();
-    let answer = wechat.push_aes(&text_msg("question", msg_id())).await;
+    let message = text_msg("question", msg_id());
+    let answer = wechat.push_aes(&message).await;
     let answered_in = started.elapsed();
     assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
     assert!(answered_in >= Duration::from_millis(290), "{answered_in:?}");
@@ -147,9 +153,100 @@ async fn a_webhook_slower_than_the_deadline_replies_by_customer_service() {
     assert_eq!(stats.custom_send_calls.ok, 1);
     assert_eq!(hook.calls().len(), 1);
 
-    // A retry after all that gets `success`, and nothing is sent twice.
+    // The reply went out as a 客服消息: retries get `success`, so the user never gets both,
+    // and nothing is sent twice.
+    for _ in 0..2 {
+        let retry = wechat.push_aes(&message).await;
+        assert_eq!((retry.status, retry.body.as_str()), (200, "success"));
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(emu.custom_messages(APPID).len(), 1);
+    assert_eq!(hook.calls().len(), 1);
+}
+
+/// POSTs a signed plaintext push over a raw connection and returns it unread.
+async fn post_unread(running: &Running, wechat: &Wechat, xml: &str) -> TcpStream {
+    let (query, _) = wechat.signed_query();
+    let mut stream = TcpStream::connect(running.addr).await.unwrap();
+    let head = format!(
+        "POST /wx/{}?{query} HTTP/1.1\r\nHost: wxmp\r\nContent-Type: text/xml\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        wechat.app,
+        xml.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(xml.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Waits until `/metrics` counts `outcome` for `app` at least once.
+async fn counted(running: &Running, app: &str, outcome: &str) -> bool {
+    let line = format!("wxmp_callback_requests_total{{app=\"{app}\",outcome=\"{outcome}\"}}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let metrics = http()
+            .get(running.url("/metrics"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l.starts_with(&line)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_reply_lost_on_its_way_to_wechat_is_carried_by_the_retry() {
+    let emulator = emulator().await;
+    let hook = text_hook(Duration::from_millis(300), "the answer").await;
+    let mut a = app("lost", Mode::Plain);
+    a.secret = Some(Secret::new(SECRET));
+    a.forward = Some(hook.url.clone());
+    a.reply_deadline_ms = 1000;
+    let running = start(config(&emulator.base_url(), vec![a]), Store::memory()).await;
+    let wechat = Wechat::new(&running, "lost");
+
+    // The reply is produced and written, but never reaches WeChat: the connection is
+    // dropped unread (a proxy's timeout, WeChat hanging up just as it was written).
+    let message = text_msg("did you get this?", msg_id());
+    let first = post_unread(&running, &wechat, &message).await;
+    assert!(
+        counted(&running, "lost", "replied").await,
+        "the first request was never answered"
+    );
+    drop(first);
+    // WeChat took no answer, so it retries: the retry carries the reply, and so does the next.
+    for _ in 0..2 {
+        let retry = wechat.push_plain(&message).await;
+        assert_eq!(retry.status, 200);
+        assert_ne!(retry.body, "success", "the retry lost the reply");
+        assert_eq!(text_of(&retry.body), "the answer");
+    }
+    assert_eq!(hook.calls().len(), 1);
+
+    // Dropped before the answer was ready: the retry carries it as well.
+    let other = text_msg("and this?", msg_id());
+    let early = post_unread(&running, &wechat, &other).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(early);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let retry = wechat.push_plain(&other).await;
+    assert_eq!(text_of(&retry.body), "the answer");
+    assert_eq!(hook.calls().len(), 2);
+
+    // The replies went passively: past the deadline no 客服消息 follows (never both).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(emulator.emulator().custom_messages(APPID).is_empty());
+    assert_eq!(
+        emulator.emulator().stats(APPID).custom_send_calls.attempts,
+        0
+    );
 }
 
 #[tokio::test]
@@ -269,20 +366,24 @@ async fn two_instances_sharing_redis_call_the_webhook_once() {
     });
     let answers = [on_a, on_b.0, on_b.1];
     let (bodies, successes) = replies(&answers);
-    assert_eq!((bodies.len(), successes), (1, 2), "{answers:?}");
-    let carrier = answers.iter().find(|a| a.body != "success").unwrap();
-    assert_eq!(text_of(&open_encrypted(carrier)), "once");
+    assert_eq!((bodies.len(), successes), (3, 0), "{answers:?}");
+    for answer in &answers {
+        // Each sealed for its own request.
+        assert_eq!(text_of(&open_encrypted(answer)), "once");
+    }
     assert_eq!(hook.calls().len(), 1);
 
-    // Later retries on either instance find the result in Redis.
-    assert_eq!(to_b.push_aes(&message).await.body, "success");
-    assert_eq!(to_a.push_aes(&message).await.body, "success");
+    // Later retries on either instance find the result in Redis, and the reply with it.
+    for wechat in [&to_b, &to_a] {
+        let retry = wechat.push_aes(&message).await;
+        assert_eq!(text_of(&open_encrypted(&retry)), "once");
+    }
     assert_eq!(hook.calls().len(), 1);
 
     // A push first seen by the second instance is handled there, once.
     let other = text_msg("the other way", msg_id());
     let (x, y) = tokio::join!(to_b.push_aes(&other), to_a.push_aes(&other));
     let (bodies, _) = replies(&[x, y]);
-    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies.len(), 2);
     assert_eq!(hook.calls().len(), 2);
 }

@@ -14,16 +14,26 @@
 //!    through store notifications plus a slow poll) until `reply_deadline_ms` after the
 //!    push's *first* arrival (stored in the claim), then answers `success`. The result —
 //!    the plaintext reply XML or "no reply" — replaces the claim for a few minutes, so a retry
-//!    that comes after the handling finished gets it too; each request encrypts it with its
-//!    own timestamp and nonce. A deadline above 5 s therefore means: the first request is
-//!    dropped by WeChat, and a retry receives the reply.
-//! 3. **The reply reaches the user once.** Whoever delivers the reply first claims
-//!    `set_nx("delivery:{app}:{key}:sent")`: a waiting request before it answers with the
-//!    reply, or the handling task, which, shortly after the deadline and only if no request
-//!    took it, sends the reply as a 客服消息. Exactly one claim succeeds, so the user gets the
-//!    reply passively or by 客服消息, never both. A request that has been open for 4.7 s
-//!    no longer claims (WeChat is about to hang up on it); it keeps waiting so that WeChat's
-//!    retry, not a `success` from it, carries the reply.
+//!    that comes after the handling finished gets it too, at once; each request encrypts it
+//!    with its own timestamp and nonce. A deadline above 5 s therefore means: the first
+//!    request is dropped by WeChat, and a retry receives the reply.
+//! 3. **The reply reaches the user, once.** WeChat retries only a request it took no answer
+//!    for, so every request of a push may carry the passive reply: if an answer is lost
+//!    between wxmp and WeChat (a proxy's timeout, WeChat hanging up just as it was written),
+//!    the retry carries it again, and WeChat shows the user only what it received. The one
+//!    thing that must not happen is a 客服消息 *and* a passive reply. So
+//!    `set_nx("delivery:{app}:{key}:sent", how)` decides how the reply goes, once:
+//!    - `passive` is taken by the first request that answers with the reply, and is shared:
+//!      every later request of the push finds it and answers with the reply too;
+//!    - `custom` is taken by the handling task when, shortly after the deadline, no request
+//!      has answered with the reply; it then sends the reply as a 客服消息, and every later
+//!      request finds `custom` and answers `success`.
+//!
+//!    Whichever is taken first wins, atomically, on one instance or many. A request that
+//!    has been open for 4.7 s no longer answers with the reply (WeChat is about to hang up
+//!    on it, so the answer would likely be lost, and it would hold back the 客服消息 that
+//!    reaches the user if no retry follows); it keeps waiting, so that WeChat's retry or the
+//!    客服消息 carries the reply.
 //!
 //! Limits, all documented trade-offs rather than bugs:
 //! - If the instance handling a push dies, the claim stays for a minute: retries in that
@@ -32,8 +42,9 @@
 //! - Deadlines of requests on other instances are computed from the first arrival's
 //!   wall-clock time, so clock skew between instances shifts them (bounded by each request's
 //!   own arrival plus the deadline). Skew never breaks "once": only the `:sent` claim decides.
-//! - A request whose claim succeeds can still lose its connection before the reply is
-//!   written; the reply is then lost (at most once, never twice).
+//! - A passive answer that is lost on WeChat's *last* try is lost: wxmp cannot tell a lost
+//!   answer from a received one, and a 客服消息 after a received one would reach the user
+//!   twice. Every earlier loss is repaired by the retry.
 //! - Store failures degrade to per-instance dedup: a claim that cannot reach the store is
 //!   taken locally and logged, and the in-process registry keeps this instance's requests
 //!   consistent. Two instances cut off from the store at the same time may both handle a
@@ -44,7 +55,7 @@
 //!   byte-identical, so they still share a key.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -162,9 +173,11 @@ struct Local {
     due: Instant,
     /// The result once known: `Some(None)` means "no reply".
     result: watch::Sender<Option<Option<Arc<str>>>>,
-    /// Set by whoever takes the reply (a request, or the handling task for a 客服消息).
-    delivered: AtomicBool,
-    /// Wakes the handling task when a request took the reply.
+    /// How the reply goes, as far as this instance decided: [`Via::NONE`], then a [`Via`]
+    /// (the same decision as the store's `:sent`, made locally first so that requests on
+    /// this instance agree even when the store is slow or down).
+    sent: AtomicU8,
+    /// Wakes the handling task when a request answered with the reply.
     taken: Notify,
 }
 
@@ -299,7 +312,7 @@ impl Deliveries {
                 t0,
                 due,
                 result: watch::channel(None).0,
-                delivered: AtomicBool::new(false),
+                sent: AtomicU8::new(Via::NONE),
                 taken: Notify::new(),
             });
             map.insert(key.clone(), local.clone());
@@ -360,7 +373,7 @@ impl Deliveries {
             () = local.taken.notified() => {}
             () = sleep_until(local.due + HANDOVER_MARGIN) => {}
         }
-        if !self.claim(store, key, "customer_service", ttl).await {
+        if !self.claim(store, key, Via::Custom, ttl).await {
             tracing::info!(app = %app.name, delivery = %shown, %msg_type, event, %source, handled_ms, "push handled: reply delivered passively");
             return;
         }
@@ -478,8 +491,9 @@ impl Deliveries {
         }
     }
 
-    /// A request has the result: answers `success` for no reply, or takes the reply if it
-    /// is still this request's to deliver.
+    /// A request has the result: answers `success` for no reply, and the reply unless it
+    /// went out as a 客服消息. Past this request's own deadline too: a retry of an answer
+    /// that was lost on its way to WeChat must carry the reply again.
     async fn take(
         &self,
         store: &Store,
@@ -492,16 +506,12 @@ impl Deliveries {
         let Some(xml) = reply else {
             return Answered::success(Outcome::NoReply);
         };
-        let now = Instant::now();
-        if now >= due {
-            return Answered::success(Outcome::Deadline);
-        }
-        if now >= arrival + PASSIVE_WINDOW {
-            // WeChat is hanging up on this request; its retry will take the reply.
+        if Instant::now() >= arrival + PASSIVE_WINDOW {
+            // WeChat is hanging up on this request; its retry or a 客服消息 carries the reply.
             sleep_until(due).await;
             return Answered::success(Outcome::Deadline);
         }
-        if self.claim(store, key, "passive", ttl).await {
+        if self.claim(store, key, Via::Passive, ttl).await {
             Answered {
                 reply: Some(xml.to_string()),
                 outcome: Outcome::Replied,
@@ -511,22 +521,73 @@ impl Deliveries {
         }
     }
 
-    /// Claims the right to deliver the reply; true for exactly one caller per delivery
-    /// (per instance when the store is unreachable).
-    async fn claim(&self, store: &Store, key: &str, by: &str, ttl: Duration) -> bool {
+    /// Decides how the reply goes, once per delivery: true when it goes `via` (always for
+    /// a second passive answer), false when it already went the other way. Per instance
+    /// when the store is unreachable. The decision is kept for `ttl`, as long as the record.
+    async fn claim(&self, store: &Store, key: &str, via: Via, ttl: Duration) -> bool {
         let local = self.find(key);
         if let Some(local) = &local {
-            if local.delivered.swap(true, Ordering::AcqRel) {
+            let decided = match local.sent.compare_exchange(
+                Via::NONE,
+                via as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => via,
+                Err(earlier) => Via::from_u8(earlier),
+            };
+            if decided != via {
                 return false;
             }
-            local.taken.notify_one();
+            if via == Via::Passive {
+                local.taken.notify_one();
+            }
         }
-        match store.set_nx(&format!("{key}:sent"), by, ttl).await {
-            Ok(won) => won,
+        let sent = format!("{key}:sent");
+        let stored = match store.set_nx(&sent, via.as_str(), ttl).await {
+            Ok(true) => return true,
+            Ok(false) => store.get(&sent).await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            // Another passive answer: this one may carry the reply too.
+            Ok(Some(how)) => via == Via::Passive && how == Via::Passive.as_str(),
+            // Expired between the two calls, long after the push: nothing went as custom.
+            Ok(None) => via == Via::Passive,
             Err(e) => {
-                tracing::warn!(key = %shown(key), error = %e, "store unavailable while claiming a reply; deciding within this instance");
+                tracing::warn!(key = %shown(key), error = %e, "store unavailable while deciding how a reply goes; deciding within this instance");
                 local.is_some()
             }
+        }
+    }
+}
+
+/// How a delivery's reply goes: the value of its `:sent` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Via {
+    /// As the answer to a request; shared by every request that answers with it.
+    Passive = 1,
+    /// As a 客服消息; exclusive.
+    Custom = 2,
+}
+
+impl Via {
+    /// Not decided yet (the initial [`Local::sent`]).
+    const NONE: u8 = 0;
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Passive => "passive",
+            Via::Custom => "custom",
+        }
+    }
+
+    fn from_u8(value: u8) -> Via {
+        if value == Via::Passive as u8 {
+            Via::Passive
+        } else {
+            Via::Custom
         }
     }
 }
@@ -600,6 +661,115 @@ mod tests {
             shown("delivery:myevent:msgid:1"),
             "delivery:myevent:msgid:1"
         );
+    }
+
+    /// Registers a delivery as being handled by `deliveries`, as `claim_and_handle` does.
+    fn handling(deliveries: &Deliveries, key: &str) {
+        let local = Arc::new(Local {
+            t0: unix_ms(),
+            due: Instant::now(),
+            result: watch::channel(None).0,
+            sent: AtomicU8::new(Via::NONE),
+            taken: Notify::new(),
+        });
+        deliveries.lock().insert(key.to_owned(), local);
+    }
+
+    #[tokio::test]
+    async fn passive_answers_are_shared_and_a_customer_service_message_is_exclusive() {
+        // Two instances on one store; `a` handles the pushes with a local entry, for `b`
+        // only the store decides.
+        let store = Store::memory();
+        let (a, b) = (Deliveries::default(), Deliveries::default());
+        for key in ["store-only", "handled-by-a"] {
+            if key == "handled-by-a" {
+                handling(&a, key);
+            }
+            assert!(
+                b.claim(&store, key, Via::Passive, RESULT_TTL).await,
+                "{key}"
+            );
+            assert!(
+                a.claim(&store, key, Via::Passive, RESULT_TTL).await,
+                "{key}"
+            );
+            assert!(
+                !a.claim(&store, key, Via::Custom, RESULT_TTL).await,
+                "{key}"
+            );
+            assert!(
+                b.claim(&store, key, Via::Passive, RESULT_TTL).await,
+                "{key}"
+            );
+        }
+        for key in ["custom-store-only", "custom-handled-by-a"] {
+            if key == "custom-handled-by-a" {
+                handling(&a, key);
+            }
+            assert!(a.claim(&store, key, Via::Custom, RESULT_TTL).await, "{key}");
+            assert!(
+                !b.claim(&store, key, Via::Passive, RESULT_TTL).await,
+                "{key}"
+            );
+            assert!(
+                !a.claim(&store, key, Via::Passive, RESULT_TTL).await,
+                "{key}"
+            );
+        }
+        // A value written by an earlier version (exclusive claims) never shares.
+        store
+            .set_nx("old:sent", "customer_service", RESULT_TTL)
+            .await
+            .unwrap();
+        assert!(!b.claim(&store, "old", Via::Passive, RESULT_TTL).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_answers_and_customer_service_never_both_win() {
+        let store = Store::memory();
+        let (a, b) = (
+            Arc::new(Deliveries::default()),
+            Arc::new(Deliveries::default()),
+        );
+        for round in 0..200 {
+            let key = format!("race:{round}");
+            if round % 2 == 0 {
+                handling(&a, &key);
+            }
+            let passive = (0..4).map(|i| {
+                let (deliveries, store, key) = (
+                    if i % 2 == 0 { a.clone() } else { b.clone() },
+                    store.clone(),
+                    key.clone(),
+                );
+                tokio::spawn(async move {
+                    deliveries
+                        .claim(&store, &key, Via::Passive, RESULT_TTL)
+                        .await
+                })
+            });
+            let passive: Vec<_> = passive.collect();
+            let custom = {
+                let (a, store, key) = (a.clone(), store.clone(), key.clone());
+                tokio::spawn(async move { a.claim(&store, &key, Via::Custom, RESULT_TTL).await })
+            };
+            let mut won = Vec::new();
+            for task in passive {
+                won.push(task.await.unwrap());
+            }
+            let custom = custom.await.unwrap();
+            if custom {
+                assert!(
+                    won.iter().all(|w| !w),
+                    "round {round}: {won:?} after custom"
+                );
+            } else {
+                assert!(
+                    won.iter().all(|w| *w),
+                    "round {round}: {won:?} without custom"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -139,13 +139,13 @@ async fn push(
 pub enum Outcome {
     /// `GET` handshake answered with the echostr.
     Verified,
-    /// A passive reply was sent.
+    /// A passive reply was sent (each request of a push may get it: see `dedup`).
     Replied,
     /// `success`: nothing to say.
     NoReply,
     /// `success` because the reply deadline passed; a late reply goes out as a 客服消息.
     Deadline,
-    /// `success` to a repeated delivery whose reply was already given to another request.
+    /// `success` to a request of a push whose reply went out as a 客服消息.
     Duplicate,
     /// The client hung up before the answer was ready (WeChat does at 5 s, then retries).
     Abandoned,
