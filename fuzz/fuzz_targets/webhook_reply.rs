@@ -1,11 +1,12 @@
 //! The forward webhook's JSON answer on arbitrary bytes: never a panic; a refusal names a
 //! category and a position only (never the answer's text, which may carry user data); an
-//! accepted reply either renders as passive-reply XML that parses back to itself or is
-//! refused by the renderer with -40011.
+//! accepted passive reply either renders as passive-reply XML that parses back to itself or is
+//! refused by the renderer with -40011 (a 图文 by media_id has no passive form to render).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wxmp::callback::parse_webhook_reply;
+use wxmp::reply::Outbound;
 use wxmp_proto::Reply;
 
 /// `<Category> error at line <n> column <n>`, serde_json's categories.
@@ -22,7 +23,9 @@ fn is_position_only(reason: &str) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let reply = match parse_webhook_reply(data) {
-        Ok(Some(reply)) => reply,
+        Ok(Some(Outbound::Reply { reply, .. })) => reply,
+        // A 图文 material by media_id has no passive form: nothing to render.
+        Ok(Some(Outbound::MpNews { .. })) => return,
         Ok(None) => {
             assert!(
                 data.trim_ascii().is_empty(),

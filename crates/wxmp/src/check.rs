@@ -2,8 +2,9 @@
 //! problem in plain words.
 //!
 //! Three levels, each reported line by line: the file itself (every problem at once, from
-//! [`Config::load`]), advice that is not an error (plaintext mode, a port WeChat cannot call,
-//! an AppID of an unusual shape), and — unless `--offline` — the live setup: the store opens,
+//! [`Config::load`], including a menu WeChat would refuse), advice that is not an error
+//! (plaintext mode, a port WeChat cannot call, an AppID of an unusual shape, a click reply no
+//! menu button can trigger), and — unless `--offline` — the live setup: the store opens,
 //! the upstream answers like WeChat, and each app's AppID/AppSecret/IP whitelist are accepted.
 //! The live credential check uses `stable_token` in normal mode, which returns the current
 //! token without retiring anything; a classic `/cgi-bin/token` call would retire the token
@@ -12,7 +13,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Config, Environment, Mode, TokenApi};
+use crate::config::{AppConfig, Config, Environment, Mode, TokenApi};
 use crate::redact;
 use crate::server::{http_client, open_store};
 use crate::token::Upstream;
@@ -124,6 +125,37 @@ fn advise(config: &Config, r: &mut Report) {
         }
         if app.forward.is_none() && app.auto_reply == crate::config::AutoReply::default() {
             r.note(format!("apps.{name} has neither forward nor auto_reply: every message is answered `success`"));
+        }
+        advise_menu(name, app, r);
+    }
+}
+
+/// Click replies and menu buttons that do not meet: a reply for a key no button sends is
+/// never used (a typo, usually), and a button nobody answers leaves the user waiting.
+fn advise_menu(name: &str, app: &AppConfig, r: &mut Report) {
+    let Some(menu) = &app.menu else {
+        if !app.auto_reply.clicks.is_empty() {
+            r.note(format!(
+                "apps.{name}.auto_reply.clicks is set but the file has no [apps.{name}.menu]: the keys cannot be checked against the menu"
+            ));
+        }
+        return;
+    };
+    let keys = menu.click_keys();
+    for key in app.auto_reply.clicks.keys() {
+        if !keys.contains(&key.as_str()) {
+            r.warning(format!(
+                "apps.{name}.auto_reply.clicks.{key:?}: no click button of [apps.{name}.menu] has this key, so this reply is never sent"
+            ));
+        }
+    }
+    if app.forward.is_none() {
+        for key in keys {
+            if !app.auto_reply.clicks.contains_key(key) {
+                r.note(format!(
+                    "apps.{name}.menu: the click button with key {key:?} has no reply in auto_reply.clicks and there is no forward webhook: tapping it gets no answer"
+                ));
+            }
         }
     }
 }

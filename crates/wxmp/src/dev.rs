@@ -2,11 +2,14 @@
 //!
 //! It starts the emulator in-process on a free loopback port, configures one app `demo` in
 //! safe mode pointed at it, keeps tokens in SQLite under `./wxmp-data/`, and prints what a
-//! newcomer needs: the callback URL, the API key, a `wxmp send` line that works as printed and
-//! curl lines for the token and JS-SDK endpoints. Each run starts from an empty dev database,
-//! because each run's emulator is new and knows no earlier token. The dev credentials are fixed and public
-//! (they are the official sample's Token and EncodingAESKey), which is fine for a server that
-//! only listens on loopback and talks to an emulator.
+//! newcomer needs: the callback URL, the API key, `wxmp send` lines that work as printed and
+//! curl lines for the token and JS-SDK endpoints. The demo app also has what a console would
+//! have given it: a small 自定义菜单 (published to the emulator at start) whose `click` buttons
+//! are answered by `auto_reply.clicks`, and a `contains` keyword rule; the banner shows how to
+//! try both. Each run starts from an empty dev database, because each run's emulator is new
+//! and knows no earlier token. The dev credentials are fixed and public (they are the official
+//! sample's Token and EncodingAESKey), which is fine for a server that only listens on
+//! loopback and talks to an emulator.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,9 +21,13 @@ use wxmp_proto::signature::Token;
 use wxmp_proto::{AppId, EncodingAesKey, MsgCrypt};
 
 use crate::config::{
-    AppConfig, AutoReply, Config, Mode, Secret, StoreConfig, TokenApi, DEFAULT_LISTEN,
+    AppConfig, AutoReply, Config, KeywordRule, MatchMode, Mode, Pick, Secret, StoreConfig,
+    TokenApi, DEFAULT_LISTEN,
 };
 use crate::emulator::{Emulator, EmulatorConfig, DEMO_APPID, DEMO_SECRET};
+use crate::menu::api::MenuApi;
+use crate::menu::{AppMenu, Button};
+use crate::reply::Outbound;
 use crate::{server, shutdown};
 
 /// The dev app's 服务器配置 Token.
@@ -31,6 +38,8 @@ pub const DEV_ENCODING_AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCD
 pub const DEV_API_KEY: &str = "wxmp-dev-api-key-0123456789";
 /// The dev SQLite file.
 pub const DEV_DB: &str = "wxmp-data/wxmp-dev.db";
+/// The key of the dev menu's `click` button "今日".
+pub const DEV_CLICK_KEY: &str = "V1001_TODAY";
 
 /// The dev configuration, pointed at an emulator at `upstream`.
 pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
@@ -47,6 +56,38 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
         "你好".to_owned(),
         "你好！这是 wxmp 的演示公众号。".to_owned(),
     );
+    let price = KeywordRule {
+        match_mode: MatchMode::Contains,
+        keywords: vec!["price".to_owned(), "价格".to_owned()],
+        replies: vec![Outbound::text(
+            "Everything in this demo is free. (A `contains` rule: any message with \"price\" or 价格 gets this.)",
+        )],
+        pick: Pick::All,
+    };
+    let mut clicks = BTreeMap::new();
+    clicks.insert(
+        DEV_CLICK_KEY.to_owned(),
+        Outbound::text(
+            "Today's pick: the wxmp demo. (The reply to the menu button with key V1001_TODAY.)",
+        ),
+    );
+    let menu = AppMenu {
+        button: vec![
+            Button::click("今日", DEV_CLICK_KEY),
+            Button::parent(
+                "更多",
+                vec![
+                    Button::view("官网", "https://example.com/"),
+                    Button::click("帮助", "HELP"),
+                ],
+            ),
+        ],
+        conditionalmenu: Vec::new(),
+    };
+    clicks.insert(
+        "HELP".to_owned(),
+        Outbound::text("Try: ping, a sentence with \"price\", or the menu."),
+    );
     let demo = AppConfig {
         crypt: Some(MsgCrypt::new(key, appid.clone())),
         secret: Some(Secret::new(DEMO_SECRET)),
@@ -57,7 +98,10 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
             subscribe: Some("Welcome to the wxmp demo! Send `help`.".to_owned()),
             default: Some("Got it. (This is the demo's default auto-reply.)".to_owned()),
             keywords,
+            rules: vec![price],
+            clicks,
         },
+        menu: Some(menu),
         ..AppConfig::new("demo", appid, Token::new(DEV_TOKEN)?)
     };
     let mut apps = BTreeMap::new();
@@ -91,7 +135,15 @@ pub async fn serve_dev(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     let config = dev_config(bound, Url::parse(&emulator.base_url())?)?;
     forget_previous_run()?;
+    let menu = config.app("demo").and_then(|a| a.menu.clone());
     let built = server::Server::build(config).await?;
+    // Published like `wxmp menu push` would, so the emulator's menu/get shows it.
+    if let Some(menu) = menu {
+        let api = MenuApi::new(built.state.tokens.clone(), "demo");
+        if let Err(e) = api.create(&menu.button).await {
+            tracing::warn!(error = %e, "could not publish the demo menu to the emulator");
+        }
+    }
     print!("{}", banner(bound, &emulator.base_url()));
     server::run(listener, built.router(), shutdown::signal()).await?;
     emulator.shutdown().await;
@@ -116,6 +168,9 @@ fn forget_previous_run() -> anyhow::Result<()> {
 /// What `serve --dev` prints: every line runnable as shown.
 pub fn banner(bound: SocketAddr, emulator: &str) -> String {
     let base = format!("http://{bound}");
+    let send = format!(
+        "send --url {base}/wx/demo --token {DEV_TOKEN} --aes-key {DEV_ENCODING_AES_KEY} --appid {DEMO_APPID} --mode safe"
+    );
     format!(
         "\nwxmp dev server on {base}  (emulated WeChat at {emulator}; tokens in {DEV_DB})\n\
          \n  app `demo` (safe mode)  AppID {DEMO_APPID}  Token {DEV_TOKEN}\n  \
@@ -124,7 +179,10 @@ pub fn banner(bound: SocketAddr, emulator: &str) -> String {
          Business API key:          {DEV_API_KEY}\n  \
          Status page:               {base}/status  (in a browser: any user name, the API key as password)\n\
          \nTry it (in another terminal):\n  \
-         cargo run --release -- send --url {base}/wx/demo --token {DEV_TOKEN} --aes-key {DEV_ENCODING_AES_KEY} --appid {DEMO_APPID} --mode safe text ping\n  \
+         cargo run --release -- {send} text ping\n  \
+         cargo run --release -- {send} text 'what is the price?'\n  \
+         cargo run --release -- {send} event click --key {DEV_CLICK_KEY}\n  \
+         curl -s -H 'Authorization: Bearer {DEV_API_KEY}' {base}/v1/apps/demo/proxy/cgi-bin/menu/get\n  \
          curl -s -H 'Authorization: Bearer {DEV_API_KEY}' {base}/v1/apps/demo/access_token\n  \
          curl -s -H 'Authorization: Bearer {DEV_API_KEY}' -H 'Content-Type: application/json' -d '{{\"url\":\"https://example.com/page\"}}' {base}/v1/apps/demo/jssdk/config\n  \
          curl -s -H 'Authorization: Bearer {DEV_API_KEY}' {base}/v1/apps\n\

@@ -13,6 +13,9 @@
 //! - [`token`]: the 中控 — single-flight refresh across instances, passive refresh, cooldowns.
 //! - [`store`]: memory, SQLite and Redis behind one small key/value contract.
 //! - [`config`]: the TOML file, validated before any port is bound.
+//! - [`menu`]: the 自定义菜单 as config — WeChat's rules, `wxmp menu diff|push|pull`.
+//! - [`reply`]: a message for a user, in the JSON form the webhook and the config's
+//!   auto-replies share.
 //! - [`emulator`]: the offline WeChat platform.
 //! - [`outbound`]: the HTTP client for WeChat and the webhook (no redirects, plain errors).
 //! - [`error`], [`metrics`], [`shutdown`], [`logging`]: HTTP errors, Prometheus metrics,
@@ -29,10 +32,12 @@ pub mod dev;
 pub mod emulator;
 pub mod error;
 pub mod logging;
+pub mod menu;
 pub mod metrics;
 pub mod ops;
 pub mod outbound;
 pub mod redact;
+pub mod reply;
 pub mod send;
 pub mod server;
 pub mod shutdown;

@@ -36,6 +36,9 @@ enum Command {
     Send(send::SendArgs),
     /// Validate the config and the live setup, explaining each problem.
     Check(CheckArgs),
+    /// The 自定义菜单: compare the configured menu with the live one, publish it, or print the live one.
+    #[command(subcommand)]
+    Menu(wxmp::menu::command::MenuCommand),
     /// Offline signature calculators.
     #[command(subcommand)]
     Sign(SignCommand),
@@ -200,6 +203,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let path = config_path(args.config);
             Ok(check::run(&path, &ProcessEnv, !args.offline).await)
         }
+        Command::Menu(cmd) => Ok(wxmp::menu::command::run(
+            cmd,
+            config_path(None),
+            &ProcessEnv,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+        .await),
         Command::Sign(cmd) => {
             println!("{}", sign(cmd)?);
             Ok(ExitCode::SUCCESS)

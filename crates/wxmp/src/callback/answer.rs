@@ -1,4 +1,5 @@
-//! What to say to a push: keyword → forward webhook → default → `success`.
+//! What to say to a push: keyword rules → keywords → menu clicks → subscribe → forward webhook →
+//! default → `success`.
 //!
 //! One function walks the chain and stops at the first step that has a reply which renders,
 //! or at a webhook that answered "handled, nothing to say" (`204`); the order and its reasons
@@ -7,24 +8,34 @@
 //! falls through to the next step like any other webhook failure, instead of surfacing after
 //! the chain has been left. Nothing here knows about retries or deadlines: the caller runs
 //! this once per delivery, in its own task.
+//!
+//! An answer is one message, or several (a rule with `pick = "all"`): the first is the passive
+//! reply, the rest follow as 客服消息 in order once it was delivered. A first message without
+//! a passive form (a 图文 by `media_id`) makes the push answer `success` and goes out as a
+//! 客服消息 too.
 
 use std::fmt;
 
 use wxmp_proto::event::Event;
-use wxmp_proto::{Message, MessageKind, Reply};
+use wxmp_proto::{Message, MessageKind};
 
 use super::limit::WebhookLimits;
-use super::webhook::{self, WebhookAnswer};
+use super::webhook;
 use super::Outcome;
 use crate::config::AppConfig;
 use crate::redact;
+use crate::reply::Outbound;
 use crate::state::AppState;
 
 /// Which step of the chain answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
+    /// `auto_reply.rules`.
+    Rule,
     /// `auto_reply.keywords`.
     Keyword,
+    /// `auto_reply.clicks`.
+    Click,
     /// `auto_reply.subscribe`.
     Subscribe,
     /// The forward webhook.
@@ -36,7 +47,9 @@ pub(crate) enum Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Source::Rule => "rule",
             Source::Keyword => "keyword",
+            Source::Click => "click",
             Source::Subscribe => "subscribe",
             Source::Webhook => "webhook",
             Source::Default => "default",
@@ -44,15 +57,17 @@ impl fmt::Display for Source {
     }
 }
 
-/// A reply to one push, rendered and ready to deliver.
+/// The answer to one push, rendered and ready to deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Answer {
-    /// The reply, for a 客服消息 if it comes too late to be passive.
-    pub reply: Reply,
-    /// A video's `thumb_media_id` (webhook replies only), for the 客服消息 form.
-    pub video_thumb_media_id: Option<String>,
-    /// The plaintext passive reply XML, addressed to the sender.
-    pub xml: String,
+    /// The first message: the passive reply, or a 客服消息 if it comes too late (or has no
+    /// passive form).
+    pub first: Outbound,
+    /// The plaintext passive reply XML of `first`, addressed to the sender; `None` when
+    /// `first` has no passive form.
+    pub xml: Option<String>,
+    /// Messages that follow `first` as 客服消息, in order.
+    pub follow_ups: Vec<Outbound>,
     /// Who answered.
     pub source: Source,
 }
@@ -86,16 +101,42 @@ pub(crate) async fn answer(
         );
     }
     if let MessageKind::Text { content, .. } = &message.kind {
+        if let Some(rule) = auto.rules.iter().find(|r| r.matches(content)) {
+            let (first, follow_ups) = rule.chosen();
+            if let Some(answer) = rendered(app, message, first, follow_ups, Source::Rule) {
+                return Some(answer);
+            }
+        }
         if let Some(text) = auto.keywords.get(content.trim()) {
-            if let Some(answer) = rendered(app, message, Reply::text(text), None, Source::Keyword) {
+            if let Some(answer) =
+                rendered(app, message, Outbound::text(text), vec![], Source::Keyword)
+            {
                 return Some(answer);
             }
         }
     }
-    if let (Some(Event::Subscribe { .. }), Some(text)) = (message.event(), &auto.subscribe) {
-        if let Some(answer) = rendered(app, message, Reply::text(text), None, Source::Subscribe) {
-            return Some(answer);
+    match message.event() {
+        Some(Event::Click { event_key }) => {
+            if let Some(reply) = auto.clicks.get(event_key) {
+                if let Some(answer) = rendered(app, message, reply.clone(), vec![], Source::Click) {
+                    return Some(answer);
+                }
+            }
         }
+        Some(Event::Subscribe { .. }) => {
+            if let Some(text) = &auto.subscribe {
+                if let Some(answer) = rendered(
+                    app,
+                    message,
+                    Outbound::text(text),
+                    vec![],
+                    Source::Subscribe,
+                ) {
+                    return Some(answer);
+                }
+            }
+        }
+        _ => {}
     }
     let slot = match &app.forward {
         Some(_) => {
@@ -121,13 +162,8 @@ pub(crate) async fn answer(
             .metrics
             .webhook(&app.name, started.elapsed(), outcome, error.as_deref());
         match called {
-            Ok(Some(WebhookAnswer {
-                reply,
-                video_thumb_media_id,
-            })) => {
-                if let Some(answer) =
-                    rendered(app, message, reply, video_thumb_media_id, Source::Webhook)
-                {
+            Ok(Some(outbound)) => {
+                if let Some(answer) = rendered(app, message, outbound, vec![], Source::Webhook) {
                     return Some(answer);
                 }
                 state
@@ -146,30 +182,35 @@ pub(crate) async fn answer(
     }
     if message.event().is_none() {
         if let Some(text) = &auto.default {
-            return rendered(app, message, Reply::text(text), None, Source::Default);
+            return rendered(app, message, Outbound::text(text), vec![], Source::Default);
         }
     }
     None
 }
 
-/// Renders `reply` to `message`'s sender; `None` (logged) when it cannot be rendered.
+/// Renders `first`'s passive reply to `message`'s sender; `None` (logged) when it has one
+/// that cannot be rendered.
 fn rendered(
     app: &AppConfig,
     message: &Message,
-    reply: Reply,
-    video_thumb_media_id: Option<String>,
+    first: Outbound,
+    follow_ups: Vec<Outbound>,
     source: Source,
 ) -> Option<Answer> {
-    match reply.render_for(message, super::verify::unix_seconds()) {
-        Ok(xml) => Some(Answer {
-            reply,
-            video_thumb_media_id,
-            xml,
-            source,
-        }),
-        Err(e) => {
-            tracing::warn!(app = %app.name, %source, error = %e, "reply cannot be rendered; skipping it");
-            None
-        }
-    }
+    let xml = match first.passive() {
+        None => None,
+        Some(reply) => match reply.render_for(message, super::verify::unix_seconds()) {
+            Ok(xml) => Some(xml),
+            Err(e) => {
+                tracing::warn!(app = %app.name, %source, error = %e, "reply cannot be rendered; skipping it");
+                return None;
+            }
+        },
+    };
+    Some(Answer {
+        first,
+        xml,
+        follow_ups,
+        source,
+    })
 }

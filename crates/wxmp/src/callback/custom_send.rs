@@ -4,7 +4,8 @@
 //! through `POST /cgi-bin/message/custom/send` (SPEC.md §6), which is allowed for 48 hours
 //! after the user's message. The JSON shapes differ from the passive XML in small ways
 //! (`musicurl`, `picurl`, a video's `thumb_media_id`), so the mapping lives here, as a pure
-//! function with its own tests. The token comes from the 中控; a stale one (40001, 40014,
+//! function with its own tests. A 图文 material by `media_id` only exists in this form
+//! (`mpnews`), and the messages after a rule's first reply (`pick = "all"`) use it too. The token comes from the 中控; a stale one (40001, 40014,
 //! 42001) gets one conditional refresh and one retry, like the proxy does, so a crowd of late
 //! replies still costs one token call.
 
@@ -13,6 +14,7 @@ use wxmp_proto::{ApiErrcode, Reply};
 
 use super::answer::Answer;
 use crate::outbound;
+use crate::reply::Outbound;
 use crate::state::AppState;
 use crate::token::upstream::REQUEST_TIMEOUT;
 
@@ -75,6 +77,21 @@ pub(crate) fn body(
     Some(body)
 }
 
+/// The `message/custom/send` body for `outbound` to `touser` (`None`: no customer-service form).
+pub(crate) fn outbound_body(touser: &str, outbound: &Outbound) -> Option<Value> {
+    match outbound {
+        Outbound::Reply {
+            reply,
+            video_thumb_media_id,
+        } => body(touser, reply, video_thumb_media_id.as_deref()),
+        Outbound::MpNews { media_id } => Some(json!({
+            "touser": touser,
+            "msgtype": "mpnews",
+            "mpnews": { "media_id": media_id },
+        })),
+    }
+}
+
 fn insert_some(object: &mut Value, key: &str, value: Option<&str>) {
     if let (Value::Object(map), Some(value)) = (object, value) {
         map.insert(key.to_owned(), Value::String(value.to_owned()));
@@ -103,19 +120,14 @@ pub(crate) enum SendError {
     },
 }
 
-/// Sends `answer` to `touser` as a 客服消息 of `app`.
+/// Sends `outbound` to `touser` as a 客服消息 of `app`.
 pub(crate) async fn send(
     state: &AppState,
     app: &str,
     touser: &str,
-    answer: &Answer,
+    outbound: &Outbound,
 ) -> Result<(), SendError> {
-    let body = body(
-        touser,
-        &answer.reply,
-        answer.video_thumb_media_id.as_deref(),
-    )
-    .ok_or(SendError::NotSendable)?;
+    let body = outbound_body(touser, outbound).ok_or(SendError::NotSendable)?;
     let started = std::time::Instant::now();
     let sent = state
         .tokens
@@ -135,6 +147,36 @@ pub(crate) async fn send(
         .metrics
         .upstream_latency(app, "custom_send", started.elapsed());
     sent?
+}
+
+/// Sends the messages that follow an answer's first one, in order, each after the previous
+/// one was accepted: WeChat shows 客服消息 in the order it accepts them. A failure is logged
+/// and the rest are still tried, since one bad media_id should not silence the others.
+/// `delivery` is the delivery as logs may show it (OpenID masked).
+pub(crate) async fn send_follow_ups(
+    state: &AppState,
+    answer: &Answer,
+    app: &str,
+    touser: &str,
+    delivery: &str,
+) {
+    let total = answer.follow_ups.len();
+    for (i, outbound) in answer.follow_ups.iter().enumerate() {
+        match send(state, app, touser, outbound).await {
+            Ok(()) => {
+                tracing::debug!(
+                    app,
+                    delivery,
+                    n = i + 1,
+                    total,
+                    "follow-up sent as a customer-service message"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(app, delivery, n = i + 1, total, error = %e, "follow-up could not be sent as a customer-service message")
+            }
+        }
+    }
 }
 
 /// One `message/custom/send` call.
@@ -242,6 +284,15 @@ mod tests {
                 None
             ),
             None
+        );
+        assert_eq!(
+            outbound_body(
+                to,
+                &Outbound::MpNews {
+                    media_id: "m".into()
+                }
+            ),
+            Some(json!({"touser":"oUser","msgtype":"mpnews","mpnews":{"media_id":"m"}}))
         );
     }
 }

@@ -341,7 +341,10 @@ impl Deliveries {
         let started = Instant::now();
         let answer = answer::answer(state, app, message, delivery, &self.webhook_limits).await;
         let handled_ms = started.elapsed().as_millis();
-        let xml: Option<Arc<str>> = answer.as_ref().map(|a| Arc::from(a.xml.as_str()));
+        let xml: Option<Arc<str>> = answer
+            .as_ref()
+            .and_then(|a| a.xml.as_deref())
+            .map(Arc::from);
         local.result.send_replace(Some(xml.clone()));
         let store = state.tokens.store();
         let result = Record {
@@ -369,19 +372,41 @@ impl Deliveries {
             return;
         };
         let source = answer.source;
-        tokio::select! {
-            () = local.taken.notified() => {}
-            () = sleep_until(local.due + HANDOVER_MARGIN) => {}
+        if answer.xml.is_some() {
+            tokio::select! {
+                () = local.taken.notified() => {}
+                () = sleep_until(local.due + HANDOVER_MARGIN) => {}
+            }
         }
         if !self.claim(store, key, Via::Custom, ttl).await {
             tracing::info!(app = %app.name, delivery = %shown, %msg_type, event, %source, handled_ms, "push handled: reply delivered passively");
+            custom_send::send_follow_ups(
+                state,
+                &answer,
+                &app.name,
+                &message.from_user_name,
+                &shown,
+            )
+            .await;
             return;
         }
-        self.send_late(state, app, message, delivery, &answer, handled_ms)
+        if self
+            .send_late(state, app, message, delivery, &answer, handled_ms)
+            .await
+        {
+            custom_send::send_follow_ups(
+                state,
+                &answer,
+                &app.name,
+                &message.from_user_name,
+                &shown,
+            )
             .await;
+        }
     }
 
-    /// Sends a reply no request took as a 客服消息, and logs and counts the result.
+    /// Sends a reply no request took (or one without a passive form) as a 客服消息, and logs
+    /// and counts the result; true when it was sent.
     async fn send_late(
         &self,
         state: &AppState,
@@ -390,22 +415,24 @@ impl Deliveries {
         delivery: &str,
         answer: &Answer,
         handled_ms: u128,
-    ) {
+    ) -> bool {
         let source = answer.source;
         let shown = shown(delivery);
         let msg_type = redact::bounded(message.msg_type(), redact::VALUE_CHARS);
-        match custom_send::send(state, &app.name, &message.from_user_name, answer).await {
+        match custom_send::send(state, &app.name, &message.from_user_name, &answer.first).await {
             Ok(()) => {
                 state
                     .metrics
                     .callback(&app.name, Outcome::LateReplySent.as_str());
                 tracing::info!(app = %app.name, delivery = %shown, %msg_type, %source, handled_ms, "push handled: reply missed the passive window and was sent as a customer-service message");
+                true
             }
             Err(e) => {
                 state
                     .metrics
                     .callback(&app.name, Outcome::LateReplyFailed.as_str());
                 tracing::warn!(app = %app.name, delivery = %shown, %msg_type, %source, handled_ms, error = %e, "push handled: reply missed the passive window and could not be sent as a customer-service message");
+                false
             }
         }
     }

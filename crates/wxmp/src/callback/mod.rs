@@ -17,7 +17,8 @@
 //!   hash of their body in the store.
 //! - `dedup`: WeChat's retry contract and the reply deadline, across instances sharing a
 //!   store (see that module for the design and its limits).
-//! - `answer`: what to say: keyword → forward webhook → default → `success`.
+//! - `answer`: what to say: rules → keywords → clicks → subscribe → forward webhook → default
+//!   → `success`.
 //! - `webhook`: the forward webhook's JSON, both ways.
 //! - `limit`: `webhook_concurrency`, so a hung webhook cannot pile up connections.
 //! - `custom_send`: a reply that missed the deadline, sent as a 客服消息.
@@ -28,19 +29,27 @@
 //! their store, exactly like two processes.
 //!
 //! ## Answers and their order
-//! 1. `auto_reply.keywords`: a `text` message whose `Content`, trimmed, equals a key.
-//! 2. `auto_reply.subscribe`: a `subscribe` event (plain or through a QR code).
-//! 3. The `forward` webhook, when configured (see `webhook` for the JSON). A push answered
-//!    by 1 or 2 is not forwarded: those are the console's auto-replies, and leaving
+//! 1. `auto_reply.rules`: a `text` message that matches a rule's keyword (`exact`: the whole
+//!    trimmed `Content`; `contains`: anywhere in it), first rule in file order.
+//! 2. `auto_reply.keywords`: a `text` message whose `Content`, trimmed, equals a key.
+//! 3. `auto_reply.clicks`: a `CLICK` event whose `EventKey` has a reply.
+//! 4. `auto_reply.subscribe`: a `subscribe` event (plain or through a QR code).
+//! 5. The `forward` webhook, when configured (see `webhook` for the JSON). A push answered
+//!    by 1 to 4 is not forwarded: those are the console's auto-replies, and leaving
 //!    `subscribe` unset lets the webhook see subscribe events. A webhook answering `204`
 //!    (or `200` with an empty body) handled the push and has nothing to say: the chain ends
 //!    there with `success`, since a default reply after it would answer a push the business
 //!    chose not to answer. An error, a timeout, another status or an answer that is not one
-//!    of the documented replies is logged and falls through to 4: nobody handled the push.
-//! 4. `auto_reply.default`, for ordinary messages only: events (`LOCATION` arrives every few
+//!    of the documented replies is logged and falls through to 6: nobody handled the push.
+//! 6. `auto_reply.default`, for ordinary messages only: events (`LOCATION` arrives every few
 //!    seconds, `VIEW` on every menu tap, `unsubscribe` cannot be answered) never get it, as
 //!    the console's 收到消息回复 only answers messages.
-//! 5. `success`.
+//! 7. `success`.
+//!
+//! A rule with `pick = "all"` answers with several messages: the first is the reply, the
+//! others follow as 客服消息 in order once it was delivered (`custom_send`). A first message
+//! with no passive form (a 图文 material by `media_id`) is answered `success` and sent as a
+//! 客服消息 at once.
 //!
 //! Whatever the chain ends with is the reply, whether it comes in time (passive) or after
 //! the deadline (客服消息): a webhook that fails late falls through to the default reply,
@@ -81,13 +90,12 @@ use self::dedup::Deliveries;
 use self::verify::{CallbackApp, CallbackQuery, VerifiedPush};
 
 /// Reads a forward webhook's `200` answer exactly as the callback server does: `Ok(None)`
-/// for a blank body (no reply), the passive reply it asks for, or the reason it is not one of
-/// the documented replies (a category and a position, never the answer's own text). Public
-/// so that the fuzz targets in `fuzz/` can reach it; the server calls the same parser.
-pub fn parse_webhook_reply(body: &[u8]) -> Result<Option<wxmp_proto::Reply>, String> {
-    webhook::parse_answer(body)
-        .map(|answer| answer.map(|answer| answer.reply))
-        .map_err(|e| e.to_string())
+/// for a blank body (no reply), the message it asks for (a passive reply, or a 图文 material
+/// that only goes out as a 客服消息), or the reason it is not one of the documented replies
+/// (a category and a position, never the answer's own text). Public so that the fuzz targets
+/// in `fuzz/` can reach it; the server calls the same parser.
+pub fn parse_webhook_reply(body: &[u8]) -> Result<Option<crate::reply::Outbound>, String> {
+    webhook::parse_answer(body).map_err(|e| e.to_string())
 }
 
 /// The callback routes, `GET` and `POST /wx/{app}`, with a deliveries registry of their own.

@@ -40,23 +40,25 @@
 //! {"type":"video","media_id":"…","title":"…","description":"…","thumb_media_id":"…"}
 //! {"type":"music","title":"…","description":"…","music_url":"…","hq_music_url":"…","thumb_media_id":"…"}
 //! {"type":"news","articles":[{"title":"…","description":"…","pic_url":"…","url":"…"}]}
+//! {"type":"news","media_id":"…"}   // a permanent 图文 material: sent as a 客服消息 (mpnews)
 //! {"type":"transfer_customer_service","kf_account":"…"}
 //! ```
 //!
-//! Only `content`, `media_id`, music's `thumb_media_id` and `articles` (1 to 8) are required;
-//! other fields may be left out, and unknown fields are ignored. `thumb_media_id` of a video is
-//! only used when the reply has to go out as a 客服消息, which needs it.
+//! Only `content`, `media_id`, music's `thumb_media_id` and news' `articles` (1 to 8) or
+//! `media_id` are required; other fields may be left out, and unknown fields are ignored.
+//! `thumb_media_id` of a video is only used when the reply has to go out as a 客服消息, which
+//! needs it. The JSON form is shared with the config's auto-replies ([`crate::outbound`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 use wxmp_proto::xml::Element;
-use wxmp_proto::{Article, Message, Reply};
+use wxmp_proto::Message;
 
 use crate::outbound;
+use crate::reply::{Outbound, ReplyJson};
 
 /// How long the webhook may take. Beyond the reply deadline its answer goes out as a
 /// 客服消息, so this only bounds how late that may be.
@@ -111,116 +113,6 @@ fn element_value(element: &Element) -> Value {
     }
 }
 
-/// A reply as the webhook writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum WebhookReply {
-    Text {
-        content: String,
-    },
-    Image {
-        media_id: String,
-    },
-    Voice {
-        media_id: String,
-    },
-    Video {
-        media_id: String,
-        title: Option<String>,
-        description: Option<String>,
-        thumb_media_id: Option<String>,
-    },
-    Music {
-        title: Option<String>,
-        description: Option<String>,
-        music_url: Option<String>,
-        hq_music_url: Option<String>,
-        thumb_media_id: String,
-    },
-    News {
-        articles: Vec<WebhookArticle>,
-    },
-    TransferCustomerService {
-        kf_account: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-struct WebhookArticle {
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    pic_url: String,
-    #[serde(default)]
-    url: String,
-}
-
-/// A webhook's reply: the passive reply, plus what only a 客服消息 can carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WebhookAnswer {
-    /// The reply.
-    pub reply: Reply,
-    /// A video's `thumb_media_id`, needed if the reply goes out as a 客服消息.
-    pub video_thumb_media_id: Option<String>,
-}
-
-impl From<WebhookReply> for WebhookAnswer {
-    fn from(reply: WebhookReply) -> Self {
-        let mut video_thumb_media_id = None;
-        let reply = match reply {
-            WebhookReply::Text { content } => Reply::Text { content },
-            WebhookReply::Image { media_id } => Reply::Image { media_id },
-            WebhookReply::Voice { media_id } => Reply::Voice { media_id },
-            WebhookReply::Video {
-                media_id,
-                title,
-                description,
-                thumb_media_id,
-            } => {
-                video_thumb_media_id = thumb_media_id;
-                Reply::Video {
-                    media_id,
-                    title,
-                    description,
-                }
-            }
-            WebhookReply::Music {
-                title,
-                description,
-                music_url,
-                hq_music_url,
-                thumb_media_id,
-            } => Reply::Music {
-                title,
-                description,
-                music_url,
-                hq_music_url,
-                thumb_media_id,
-            },
-            WebhookReply::News { articles } => Reply::News {
-                articles: articles
-                    .into_iter()
-                    .map(|a| Article {
-                        title: a.title,
-                        description: a.description,
-                        pic_url: a.pic_url,
-                        url: a.url,
-                    })
-                    .collect(),
-            },
-            WebhookReply::TransferCustomerService { kf_account } => {
-                Reply::TransferCustomerService { kf_account }
-            }
-        };
-        WebhookAnswer {
-            reply,
-            video_thumb_media_id,
-        }
-    }
-}
-
 /// Why the webhook gave no usable answer. Messages never contain the URL (it may carry a
 /// secret) or the answer's body.
 #[derive(Debug, thiserror::Error)]
@@ -242,12 +134,12 @@ pub(crate) enum WebhookError {
 }
 
 /// Parses a `200` answer's body; blank means no reply.
-pub(super) fn parse_answer(body: &[u8]) -> Result<Option<WebhookAnswer>, WebhookError> {
+pub(super) fn parse_answer(body: &[u8]) -> Result<Option<Outbound>, WebhookError> {
     if body.trim_ascii().is_empty() {
         return Ok(None);
     }
-    serde_json::from_slice::<WebhookReply>(body)
-        .map(|reply| Some(reply.into()))
+    serde_json::from_slice::<ReplyJson>(body)
+        .map(|json| Some(json.into()))
         // Position and category only: serde's message may quote the answer's strings.
         .map_err(|e| {
             WebhookError::BadAnswer(format!(
@@ -266,7 +158,7 @@ pub(crate) async fn call(
     app: &str,
     message: &Message,
     delivery: &str,
-) -> Result<Option<WebhookAnswer>, WebhookError> {
+) -> Result<Option<Outbound>, WebhookError> {
     let transport = |e: reqwest::Error| WebhookError::Transport(outbound::describe(&e));
     let mut response = http
         .post(url.clone())
@@ -299,6 +191,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
     use wxmp_proto::xml;
+    use wxmp_proto::Reply;
 
     fn json_of(xml: &str) -> Value {
         message_json("demo", &Message::parse(xml.as_bytes()).unwrap())
@@ -404,14 +297,23 @@ mod tests {
     fn replies_parse_from_json() {
         let parse = |s: &str| parse_answer(s.as_bytes()).unwrap().unwrap();
         assert_eq!(
-            parse(r#"{"type":"text","content":"hi"}"#).reply,
-            Reply::text("hi")
+            parse(r#"{"type":"text","content":"hi"}"#),
+            Outbound::text("hi")
         );
         let video = parse(r#"{"type":"video","media_id":"m","thumb_media_id":"t","extra":1}"#);
-        assert_eq!(video.video_thumb_media_id.as_deref(), Some("t"));
+        assert!(matches!(
+            video,
+            Outbound::Reply { video_thumb_media_id: Some(t), .. } if t == "t"
+        ));
         assert_eq!(
-            parse(r#"{"type":"transfer_customer_service"}"#).reply,
-            Reply::TransferCustomerService { kf_account: None }
+            parse(r#"{"type":"transfer_customer_service"}"#).passive(),
+            Some(&Reply::TransferCustomerService { kf_account: None })
+        );
+        assert_eq!(
+            parse(r#"{"type":"news","media_id":"m"}"#),
+            Outbound::MpNews {
+                media_id: "m".into()
+            }
         );
         assert_eq!(parse_answer(b"  \n").unwrap(), None);
         for bad in [
@@ -420,6 +322,7 @@ mod tests {
             r#"{"type":"text"}"#,
             r#"{"type":"poem","content":"x"}"#,
             r#"{"type":"music","title":"no thumb"}"#,
+            r#"{"type":"news"}"#,
         ] {
             assert!(parse_answer(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -1,15 +1,16 @@
 //! `[apps.NAME]`: one official account — its credentials, callback mode (with the key being
-//! replaced during an EncodingAESKey change), JS-SDK domains, webhook and console-style auto
-//! replies.
-
-use std::collections::BTreeMap;
+//! replaced during an EncodingAESKey change), JS-SDK domains, webhook, and (in files of their
+//! own) console-style auto replies and its menu.
 
 use serde::Deserialize;
 use url::Url;
 use wxmp_proto::signature::Token;
 use wxmp_proto::{AppId, EncodingAesKey, MsgCrypt};
 
+use super::auto_reply::{auto_reply, AutoReply, RawAutoReply};
+use super::menu::{menu_config, RawMenu};
 use super::{parse_http_url, Checker, Secret};
+use crate::menu::AppMenu;
 
 /// The callback's 消息加解密方式.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -32,17 +33,6 @@ pub enum TokenApi {
     Stable,
     /// `GET /cgi-bin/token`: every call issues a new token and retires the previous one.
     Classic,
-}
-
-/// Replies configured like the console's 自动回复.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AutoReply {
-    /// 被关注回复.
-    pub subscribe: Option<String>,
-    /// 收到消息回复.
-    pub default: Option<String>,
-    /// 关键词回复: whole-message match → reply text.
-    pub keywords: BTreeMap<String, String>,
 }
 
 /// One official account.
@@ -79,6 +69,9 @@ pub struct AppConfig {
     pub webhook_concurrency: usize,
     /// Console-style auto replies.
     pub auto_reply: AutoReply,
+    /// The 自定义菜单 `wxmp menu push` publishes; `None` when the file has no
+    /// `[apps.NAME.menu]` (the live menu is left alone).
+    pub menu: Option<AppMenu>,
 }
 
 /// The default reply deadline: WeChat gives up after 5 s.
@@ -114,6 +107,7 @@ impl AppConfig {
             replay_window_s: DEFAULT_REPLAY_WINDOW_S,
             webhook_concurrency: DEFAULT_WEBHOOK_CONCURRENCY,
             auto_reply: AutoReply::default(),
+            menu: None,
         }
     }
 }
@@ -136,15 +130,7 @@ pub(super) struct RawApp {
     webhook_concurrency: Option<usize>,
     #[serde(default)]
     auto_reply: RawAutoReply,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAutoReply {
-    subscribe: Option<String>,
-    default: Option<String>,
-    #[serde(default)]
-    keywords: BTreeMap<String, String>,
+    menu: Option<RawMenu>,
 }
 
 pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option<AppConfig> {
@@ -278,6 +264,8 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
             key("webhook_concurrency")
         ));
     }
+    let auto_reply = auto_reply(c, name, raw.auto_reply);
+    let menu = raw.menu.and_then(|m| menu_config(c, name, m));
     if c.problems.len() != before {
         return None;
     }
@@ -295,11 +283,8 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
         reply_deadline_ms,
         replay_window_s,
         webhook_concurrency,
-        auto_reply: AutoReply {
-            subscribe: raw.auto_reply.subscribe,
-            default: raw.auto_reply.default,
-            keywords: raw.auto_reply.keywords,
-        },
+        auto_reply,
+        menu,
         ..AppConfig::new(name, appid, token?)
     })
 }

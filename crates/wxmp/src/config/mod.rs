@@ -7,14 +7,17 @@
 //! problem, so one run of `wxmp check` lists them all.
 //!
 //! One file per concern: `env` (`"$NAME"` values and [`Secret`]), `store` (`[store]`), `api`
-//! (`[api]` keys and scoped clients), `ops` (`[ops]`), `app` (`[apps.NAME]`); this module
-//! holds the top level and the checker they share. New sections get a file of their own
+//! (`[api]` keys and scoped clients), `ops` (`[ops]`), `app` (`[apps.NAME]`), `auto_reply`
+//! (`[apps.NAME.auto_reply]`), `menu` (`[apps.NAME.menu]`); this module holds the top level
+//! and the checker they share. New sections get a file of their own
 //! rather than growing this one.
 
 mod api;
 mod app;
+mod auto_reply;
 mod env;
 mod listen;
+mod menu;
 mod ops;
 pub(crate) mod store;
 mod subset;
@@ -32,9 +35,10 @@ use self::api::{api_config, RawApi};
 pub use self::api::{ApiClient, Capability, DEFAULT_REFRESH_PER_MINUTE};
 use self::app::{app_config, RawApp};
 pub use self::app::{
-    host_under_domain, AppConfig, AutoReply, Mode, TokenApi, DEFAULT_REPLAY_WINDOW_S,
+    host_under_domain, AppConfig, Mode, TokenApi, DEFAULT_REPLAY_WINDOW_S,
     DEFAULT_REPLY_DEADLINE_MS, DEFAULT_WEBHOOK_CONCURRENCY,
 };
+pub use self::auto_reply::{AutoReply, KeywordRule, MatchMode, Pick, MAX_REPLIES};
 use self::env::env_reference;
 pub use self::env::{Environment, ProcessEnv, Secret};
 pub use self::listen::parse_listen;
@@ -124,10 +128,21 @@ pub(crate) struct RawConfig {
 /// Collects problems while resolving values.
 pub(crate) struct Checker<'e> {
     env: &'e dyn Environment,
+    /// The file's text, to turn the byte offsets of `Spanned` values into lines.
+    source: &'e str,
     problems: Vec<String>,
 }
 
 impl Checker<'_> {
+    /// The 1-based line of byte `offset` in the file.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.source.len());
+        1 + self.source.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+    }
+
     /// Resolves `"$NAME"` from the environment; other strings pass through.
     pub(crate) fn resolve(&mut self, key: &str, value: &str) -> Option<String> {
         match env_reference(value) {
@@ -167,12 +182,13 @@ impl Config {
     pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| ConfigError::one(e.to_string().trim_end().replace('\n', "\n    ")))?;
-        Self::from_raw(raw, env)
+        Self::from_raw(raw, env, text)
     }
 
-    fn from_raw(raw: RawConfig, env: &dyn Environment) -> Result<Config, ConfigError> {
+    fn from_raw(raw: RawConfig, env: &dyn Environment, text: &str) -> Result<Config, ConfigError> {
         let mut c = Checker {
             env,
+            source: text,
             problems: Vec::new(),
         };
 

@@ -49,7 +49,8 @@ impl Config {
         let raw: RawConfig = toml::Value::Table(subset)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::one(e.to_string()))?;
-        let mut config = Config::from_raw(raw, env).map_err(|e| prefixed(path, e))?;
+        // No spans to turn into lines: the subset holds no menu or auto-reply tables.
+        let mut config = Config::from_raw(raw, env, "").map_err(|e| prefixed(path, e))?;
         Ok(config
             .apps
             .remove(name)

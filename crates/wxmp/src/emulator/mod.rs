@@ -4,7 +4,8 @@
 //! rate-limited and impossible to make fail on demand. The emulator answers the same URLs with
 //! the same JSON and the same rules (SPEC.md §4–§6): `/cgi-bin/token` rotation with the 5-minute
 //! overlap, `/cgi-bin/stable_token` normal and forced modes, daily quotas, the IP whitelist,
-//! `getticket`, `message/custom/send` and a token check on every other `/cgi-bin/` path. Tests
+//! `getticket`, `message/custom/send`, the 自定义菜单 interfaces (judged by the same checks as
+//! the config file, see `menu`) and a token check on every other `/cgi-bin/` path. Tests
 //! can inject faults (`-1`, garbage, delays, HTTP errors), read call counters and expire tokens,
 //! in process through [`Emulator`] or from another process through `/_emulator/` (see
 //! [`Emulator::router`]).
@@ -25,6 +26,7 @@
 mod api;
 mod control;
 mod fault;
+mod menu;
 mod state;
 mod stats;
 pub mod surface;
@@ -45,6 +47,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use fault::{Endpoint, Fault, FaultKind, FaultShapeError};
+pub use menu::EmulatedUser;
 pub use stats::{AppStats, CallCount, TicketCalls};
 
 use state::{ApiRequest, Clock, Reply, State};
@@ -193,8 +196,10 @@ impl Emulator {
     ///
     /// * `/cgi-bin/token`, `/cgi-bin/stable_token`, `/cgi-bin/ticket/getticket`,
     ///   `/cgi-bin/message/custom/send`, `/cgi-bin/getcallbackip` and
-    ///   `/cgi-bin/get_api_domain_ip` (`{"ip_list":["127.0.0.1"]}`), and any other `/cgi-bin/…`
-    ///   path (token check, then `{"errcode":0,"errmsg":"ok"}`: see [`surface`]);
+    ///   `/cgi-bin/get_api_domain_ip` (`{"ip_list":["127.0.0.1"]}`), the 自定义菜单 interfaces
+    ///   (`/cgi-bin/menu/{create,get,delete,addconditional,delconditional,trymatch}`,
+    ///   `/cgi-bin/get_current_selfmenu_info`), and any other `/cgi-bin/…` path (token check,
+    ///   then `{"errcode":0,"errmsg":"ok"}`: see [`surface`]);
     ///   `/cgi-bin/media/upload` answers `type`, `media_id` and `created_at` like WeChat, plus
     ///   `received_bytes` and `received_sha256` of the body.
     /// * Controls (JSON; errors are `{"error":{"code","message"}}` with 400/404):
@@ -271,6 +276,12 @@ impl Emulator {
     /// The bodies `message/custom/send` accepted for `appid`, oldest first.
     pub fn custom_messages(&self, appid: &str) -> Vec<serde_json::Value> {
         self.lock().messages(appid).unwrap_or_default()
+    }
+
+    /// Tells the menus about a follower of `appid` (tags, phone), for `menu/trymatch`.
+    /// Returns false for an unknown appid.
+    pub fn set_user(&self, appid: &str, openid: &str, user: EmulatedUser) -> bool {
+        self.lock().set_user(appid, openid, user)
     }
 
     /// Adds a fault after the existing ones (a fault with `times: Some(0)` is ignored).

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::fault::{self, CallKind, Fault, FaultKind, FaultOutcome};
+use super::menu::{EmulatedUser, MenuCall, Menus};
 use super::stats::{AppStats, CallCount};
 use super::EmulatorConfig;
 
@@ -72,11 +73,15 @@ enum Route {
     /// `media/upload`: answered with what was received, so tests can check an upload
     /// arrived intact.
     MediaUpload,
+    Menu(MenuCall),
     Other,
 }
 
 impl Route {
     fn of(path: &str) -> Route {
+        if let Some(call) = MenuCall::of(path) {
+            return Route::Menu(call);
+        }
         match path {
             "/cgi-bin/token" => Route::Token,
             "/cgi-bin/stable_token" => Route::StableToken,
@@ -93,7 +98,7 @@ impl Route {
             Route::StableToken => CallKind::StableToken,
             Route::Ticket => CallKind::Ticket,
             Route::CustomSend => CallKind::CustomSend,
-            Route::MediaUpload | Route::Other => CallKind::OtherApi,
+            Route::MediaUpload | Route::Menu(_) | Route::Other => CallKind::OtherApi,
         }
     }
 }
@@ -341,6 +346,8 @@ struct AppState {
     forced_refreshes_today: u32,
     stats: AppStats,
     messages: Vec<Value>,
+    /// The 自定义菜单 and what menus know of followers.
+    menus: Menus,
 }
 
 impl AppState {
@@ -433,6 +440,7 @@ impl State {
                 forced_refreshes_today: 0,
                 stats: AppStats::default(),
                 messages: Vec::new(),
+                menus: Menus::default(),
             });
         }
         State {
@@ -470,7 +478,7 @@ impl State {
                 Some(req.param("type")),
                 false,
             ),
-            Route::CustomSend | Route::MediaUpload | Route::Other => {
+            Route::CustomSend | Route::MediaUpload | Route::Menu(_) | Route::Other => {
                 (self.tokens.owner(token).map(str::to_owned), None, false)
             }
         };
@@ -486,7 +494,7 @@ impl State {
                 }
                 Route::Ticket => ticket_count(s, ticket_type.flatten()).attempt(),
                 Route::CustomSend => s.custom_send_calls.attempt(),
-                Route::MediaUpload | Route::Other => s.other_api_calls.attempt(),
+                Route::MediaUpload | Route::Menu(_) | Route::Other => s.other_api_calls.attempt(),
             }
         }
         fault::take(&mut self.faults, req.route.kind())
@@ -500,6 +508,7 @@ impl State {
             Route::Ticket => self.ticket(req, clock),
             Route::CustomSend => self.custom_send(req, clock),
             Route::MediaUpload => self.media_upload(req, clock),
+            Route::Menu(call) => self.menu(call, req, clock),
             Route::Other => self.other_api(req, clock),
         };
         result.unwrap_or_else(|err| err)
@@ -680,6 +689,38 @@ impl State {
         }
         tracing::debug!(appid, "emulator recorded a customer-service message");
         Ok(Reply::ok())
+    }
+
+    /// The 自定义菜单 interfaces (`menu.rs`), behind the token check.
+    fn menu(&mut self, call: MenuCall, req: &ApiRequest, clock: Clock) -> Result<Reply, Reply> {
+        let appid = self
+            .tokens
+            .check(req.param("access_token"), clock.now)?
+            .to_owned();
+        let Some(app) = self.apps.get_mut(&appid) else {
+            return Err(Reply::error(40013, errmsg::INVALID_APPID));
+        };
+        match app
+            .menus
+            .answer(call, req.method == Method::Post, &req.body)
+        {
+            Ok(answer) => {
+                app.stats.other_api_calls.success();
+                Ok(Reply::Json(answer))
+            }
+            Err(refusal) => Err(Reply::error(refusal.errcode, refusal.errmsg)),
+        }
+    }
+
+    /// Sets what the menus know of a follower; false for an unknown appid.
+    pub fn set_user(&mut self, appid: &str, openid: &str, user: EmulatedUser) -> bool {
+        match self.apps.get_mut(appid) {
+            Some(app) => {
+                app.menus.users.insert(openid.to_owned(), user);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Any other `/cgi-bin/` path: a valid token is all it takes.

@@ -16,7 +16,7 @@
 use serde_json::{json, Value};
 
 /// The `/cgi-bin/` paths that answer for real; every other one is echoed.
-pub const IMPLEMENTED: [&str; 7] = [
+pub const IMPLEMENTED: [&str; 14] = [
     "/cgi-bin/token",
     "/cgi-bin/stable_token",
     "/cgi-bin/ticket/getticket",
@@ -24,6 +24,13 @@ pub const IMPLEMENTED: [&str; 7] = [
     "/cgi-bin/media/upload",
     "/cgi-bin/getcallbackip",
     "/cgi-bin/get_api_domain_ip",
+    "/cgi-bin/menu/create",
+    "/cgi-bin/menu/get",
+    "/cgi-bin/menu/delete",
+    "/cgi-bin/menu/addconditional",
+    "/cgi-bin/menu/delconditional",
+    "/cgi-bin/menu/trymatch",
+    "/cgi-bin/get_current_selfmenu_info",
 ];
 
 /// The answer of an address-list path (after its token check), or `None` for other paths.
