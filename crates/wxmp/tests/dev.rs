@@ -1,5 +1,6 @@
 //! `wxmp serve --dev`, as the README tells a newcomer to run it: the test starts the real
-//! binary, reads what it prints, and runs the printed `wxmp send` line and API calls verbatim.
+//! binary, reads what it prints, and runs the printed `wxmp send` lines (a keyword, a sentence
+//! with the demo's `contains` keyword, a menu click) and API calls verbatim.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -47,8 +48,39 @@ fn read_banner(child: &mut Child) -> Vec<String> {
     panic!("serve --dev printed no complete banner: {lines:#?}");
 }
 
+/// Splits a printed command line as a POSIX shell would, for the quoting the banner uses
+/// (words, and '…' around a sentence).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut started) = (false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    assert!(!quoted, "unbalanced quote in {line}");
+    if started {
+        words.push(word);
+    }
+    words
+}
+
 #[test]
-fn serve_dev_prints_a_send_line_that_works_as_printed() {
+fn serve_dev_prints_send_lines_that_work_as_printed() {
     let bin = env!("CARGO_BIN_EXE_wxmp");
     let dir = tempfile::tempdir().unwrap();
     run_dev_once(bin, dir.path());
@@ -68,31 +100,39 @@ fn run_dev_once(bin: &str, dir: &std::path::Path) {
     let banner = read_banner(&mut child);
     let _server = Killed(child);
 
-    let send_line = banner
+    // Every printed send line, run as printed (`cargo run --release -- send …` is the built
+    // binary's `send …`), with what each must answer.
+    let expected = [
+        ("text ping", "pong"),
+        ("price", "free"),
+        ("event click", "Today's pick"),
+    ];
+    let send_lines: Vec<&String> = banner
         .iter()
-        .find(|l| l.contains(" send --url "))
-        .unwrap_or_else(|| panic!("no send line in {banner:#?}"));
-    // The line is `cargo run --release -- send …`; run the same arguments on the built binary.
-    let args: Vec<&str> = send_line
-        .split_once("-- send ")
-        .map(|(_, rest)| rest)
-        .unwrap()
-        .split_whitespace()
+        .filter(|l| l.contains(" send --url "))
         .collect();
-    let out = Command::new(bin)
-        .arg("send")
-        .args(&args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("pong"), "{stdout}");
+    assert_eq!(send_lines.len(), expected.len(), "{banner:#?}");
+    for (marker, answer) in expected {
+        let line = send_lines
+            .iter()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no send line with {marker:?} in {banner:#?}"));
+        let args = shell_words(line.split_once("-- send ").map(|(_, rest)| rest).unwrap());
+        let out = Command::new(bin)
+            .arg("send")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{line}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(answer), "{line}\n{stdout}");
+    }
 
     // The printed token curl line, with the printed key.
     let key = banner
@@ -159,6 +199,22 @@ fn run_dev_once(bin: &str, dir: &std::path::Path) {
             Some(40),
             "{config}"
         );
+        // The printed menu line: the demo menu was published to the emulator at start.
+        let menu_line = banner
+            .iter()
+            .find(|l| l.contains("/proxy/cgi-bin/menu/get"))
+            .unwrap();
+        let menu_url = menu_line.split_whitespace().last().unwrap();
+        let menu: serde_json::Value = client
+            .get(menu_url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(menu["menu"]["button"][0]["key"], "V1001_TODAY", "{menu}");
     });
     assert!(dir.join("wxmp-data").is_dir(), "SQLite under ./wxmp-data/");
 }

@@ -71,7 +71,8 @@ pub async fn run(
     match execute(&command, default_config, env, out).await {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(err, "wxmp: {e:#}");
+            // `{e}`, not the chain: every message here already includes its cause.
+            let _ = writeln!(err, "wxmp: {e}");
             ExitCode::from(trouble)
         }
     }
