@@ -584,11 +584,22 @@ async fn generic_cgi_bin_paths_check_the_token() {
     let token = rig.token().await;
     let v = rig
         .post(
+            &format!("/cgi-bin/tags/create?access_token={token}"),
+            r#"{"tag":{"name":"x"}}"#,
+        )
+        .await;
+    assert_eq!(v, json!({"errcode": 0, "errmsg": "ok"}));
+    // The menu interfaces are emulated for real: an empty menu is refused as WeChat does.
+    let v = rig
+        .post(
             &format!("/cgi-bin/menu/create?access_token={token}"),
             r#"{"button":[]}"#,
         )
         .await;
-    assert_eq!(v, json!({"errcode": 0, "errmsg": "ok"}));
+    assert_eq!(
+        v,
+        json!({"errcode": 40016, "errmsg": "invalid button size"})
+    );
     assert_eq!(rig.use_token(&token).await, 0);
     let v = rig.get("/cgi-bin/user/info?openid=o1").await;
     assert_eq!(
@@ -606,8 +617,8 @@ async fn generic_cgi_bin_paths_check_the_token() {
     assert_eq!(rig.use_token(&fresh).await, 42001);
     assert_eq!(
         rig.emulator().stats(APPID).other_api_calls,
-        CallCount { ok: 2, attempts: 4 },
-        "calls with a missing or never-issued token belong to no app"
+        CallCount { ok: 2, attempts: 5 },
+        "calls with a missing or never-issued token belong to no app (the refused menu counts)"
     );
 
     let resp = rig.http.get(rig.url("/sns/oauth2")).send().await.unwrap();
