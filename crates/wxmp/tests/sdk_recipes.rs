@@ -4,8 +4,8 @@
 //! 40001) between two calls.
 //!
 //! What must hold for every recipe: the SDK's calls succeed across the revoke; wxmp made
-//! exactly one passive refresh for it (the SDK never refreshes on its own, and the stale token
-//! is reported, or met by the proxy, once); nobody called `/cgi-bin/token` with the AppSecret;
+//! exactly one refresh for it, recorded as `foreign_suspected` (the SDK never refreshes on its
+//! own, and the stale token is reported, or met by the proxy, once); nobody called `/cgi-bin/token` with the AppSecret;
 //! a POST (a 客服消息) arrives intact.
 //!
 //! The packages are pinned (the traps the recipes avoid were read in these versions) and
@@ -239,19 +239,23 @@ async fn drive(recipe: &str, mut driver: Command) -> Value {
         .text()
         .await
         .unwrap();
-    let passive = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                "wxmp_token_refreshes_total{app=\"demo\",kind=\"access_token\",reason=\"passive\"}",
-            )
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok());
+    // The revoke is another party refreshing with the AppSecret, so the one refresh the stale
+    // token causes is recorded as `foreign_suspected`; no plain `passive` refresh may follow it.
+    let refreshes = |reason: &str| {
+        let prefix = format!(
+            "wxmp_token_refreshes_total{{app=\"demo\",kind=\"access_token\",reason=\"{reason}\"}}"
+        );
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     assert_eq!(
-        passive,
-        Some(1.0),
-        "{recipe}: expected exactly one passive refresh in\n{metrics}"
+        (refreshes("foreign_suspected"), refreshes("passive")),
+        (1.0, 0.0),
+        "{recipe}: expected exactly one refresh, for the foreign refresh, in\n{metrics}"
     );
     seen
 }
