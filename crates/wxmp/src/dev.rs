@@ -42,7 +42,13 @@ pub const DEV_DB: &str = "wxmp-data/wxmp-dev.db";
 pub const DEV_CLICK_KEY: &str = "V1001_TODAY";
 
 /// The dev configuration, pointed at an emulator at `upstream`.
+///
+/// OAuth 网页授权 runs against the emulator too: `open_platform` is the emulator, `public_url`
+/// is this server (the bound address, loopback when bound to every interface), and the
+/// demo app's `oauth_domains` accept that host and `localhost`, so the demo page at
+/// [`crate::oauth::demo::PATH`] can send the browser round the whole flow.
 pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
+    let public_url = public_base(listen)?;
     let appid = AppId::new(DEMO_APPID)?;
     let key = EncodingAesKey::parse(DEV_ENCODING_AES_KEY)?;
     let mut keywords = BTreeMap::new();
@@ -94,6 +100,12 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
         mode: Mode::Safe,
         token_api: TokenApi::Stable,
         js_domains: vec!["example.com".to_owned()],
+        // Hand-built: a config file could not name an IP address here, but the dev server is
+        // reached by one.
+        oauth_domains: vec![
+            public_url.host_str().unwrap_or("127.0.0.1").to_owned(),
+            "localhost".to_owned(),
+        ],
         auto_reply: AutoReply {
             subscribe: Some("Welcome to the wxmp demo! Send `help`.".to_owned()),
             default: Some("Got it. (This is the demo's default auto-reply.)".to_owned()),
@@ -108,6 +120,8 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
     apps.insert("demo".to_owned(), Arc::new(demo));
     Ok(Config {
         api_keys: vec![Secret::new(DEV_API_KEY)],
+        public_url: Some(public_url),
+        open_platform: upstream.clone(),
         apps,
         ..Config::new(
             listen,
@@ -117,6 +131,17 @@ pub fn dev_config(listen: SocketAddr, upstream: Url) -> anyhow::Result<Config> {
             },
         )
     })
+}
+
+/// How a browser on this machine reaches a server bound to `bound`.
+fn public_base(bound: SocketAddr) -> Result<Url, url::ParseError> {
+    let ip = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let text = format!("http://{}", SocketAddr::new(ip, bound.port()));
+    Url::parse(&text)
 }
 
 /// Runs the dev server until Ctrl-C.
@@ -145,7 +170,10 @@ pub async fn serve_dev(listen: Option<SocketAddr>) -> anyhow::Result<()> {
         }
     }
     print!("{}", banner(bound, &emulator.base_url()));
-    server::run(listener, built.router(), shutdown::signal()).await?;
+    let router = built
+        .router()
+        .merge(crate::oauth::demo::routes(built.state.clone(), "demo"));
+    server::run(listener, router, shutdown::signal()).await?;
     emulator.shutdown().await;
     Ok(())
 }
@@ -171,13 +199,20 @@ pub fn banner(bound: SocketAddr, emulator: &str) -> String {
     let send = format!(
         "send --url {base}/wx/demo --token {DEV_TOKEN} --aes-key {DEV_ENCODING_AES_KEY} --appid {DEMO_APPID} --mode safe"
     );
+    let public = public_base(bound).map_or_else(|_| base.clone(), |u| u.to_string());
+    let oauth = format!(
+        "{}{}",
+        public.trim_end_matches('/'),
+        crate::oauth::demo::PATH
+    );
     format!(
         "\nwxmp dev server on {base}  (emulated WeChat at {emulator}; tokens in {DEV_DB})\n\
          \n  app `demo` (safe mode)  AppID {DEMO_APPID}  Token {DEV_TOKEN}\n  \
          EncodingAESKey {DEV_ENCODING_AES_KEY}\n\
          \n  Callback URL (服务器地址):  {base}/wx/demo\n  \
          Business API key:          {DEV_API_KEY}\n  \
-         Status page:               {base}/status  (in a browser: any user name, the API key as password)\n\
+         Status page:               {base}/status  (in a browser: any user name, the API key as password)\n  \
+         OAuth 网页授权 demo:        {oauth}  (open it in a browser and sign in)\n\
          \nTry it (in another terminal):\n  \
          cargo run --release -- {send} text ping\n  \
          cargo run --release -- {send} text 'what is the price?'\n  \

@@ -30,6 +30,9 @@ pub enum AppError {
     /// A JS-SDK page outside the app's JS接口安全域名.
     #[error("{0}")]
     JsDomain(String),
+    /// OAuth 网页授权 failed (see `crate::oauth::OAuthError`).
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// The 中控 could not produce a credential.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -46,6 +49,7 @@ impl AppError {
         match self {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::OAuth(e) => e.status_and_code(),
             AppError::UnknownApp(_) => (StatusCode::NOT_FOUND, "unknown_app"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::JsDomain(_) => (StatusCode::BAD_REQUEST, "js_domain_not_allowed"),

@@ -9,7 +9,9 @@
 //! - [`server`]: builds the state and the router, runs the listener with graceful shutdown.
 //! - [`state`]: the [`state::AppState`] every handler shares.
 //! - [`callback`]: `GET`/`POST /wx/{app}` — WeChat's 服务器地址(URL).
-//! - [`api`]: the `/v1` business API, bearer-key protected.
+//! - [`api`]: the `/v1` business API, bearer-key protected, with scoped clients.
+//! - [`oauth`]: OAuth 网页授权 — the code exchange that needs the AppSecret, done here.
+//! - [`alert`]: JSON alerts to `[ops] alert_webhook` (a foreign refresh).
 //! - [`token`]: the 中控 — single-flight refresh across instances, passive refresh, cooldowns.
 //! - [`store`]: memory, SQLite and Redis behind one small key/value contract.
 //! - [`config`]: the TOML file, validated before any port is bound.
@@ -34,6 +36,7 @@ pub mod error;
 pub mod logging;
 pub mod menu;
 pub mod metrics;
+pub mod oauth;
 pub mod ops;
 pub mod outbound;
 pub mod redact;

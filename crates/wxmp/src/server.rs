@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ops::main_routes(&state))
         .merge(crate::api::routes(state.clone()))
         .merge(crate::callback::routes())
+        .merge(crate::oauth::browser_routes())
         // Applies to the routes above only: the proxy, merged after, streams up to 10 MiB.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .merge(crate::api::proxy_routes(state.clone()))

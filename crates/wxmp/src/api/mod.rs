@@ -37,6 +37,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/apps/{app}/tickets/{kind}", get(ticket))
         .route("/v1/apps/{app}/jssdk/config", post(jssdk::config))
         .route("/v1/apps/{app}/card_ext", post(card_ext::card_ext))
+        .merge(crate::oauth::api_routes())
         .route_layer(middleware::from_fn_with_state(state, require_api_key))
 }
 

@@ -58,6 +58,8 @@ pub struct AppConfig {
     pub token_api: TokenApi,
     /// JS接口安全域名, lowercase.
     pub js_domains: Vec<String>,
+    /// 网页授权域名, lowercase: where the OAuth flow may send a browser back to.
+    pub oauth_domains: Vec<String>,
     /// The business webhook.
     pub forward: Option<Url>,
     /// When to give up waiting for the webhook and answer `success`.
@@ -102,6 +104,7 @@ impl AppConfig {
             mode: Mode::Plain,
             token_api: TokenApi::Stable,
             js_domains: Vec::new(),
+            oauth_domains: Vec::new(),
             forward: None,
             reply_deadline_ms: DEFAULT_REPLY_DEADLINE_MS,
             replay_window_s: DEFAULT_REPLAY_WINDOW_S,
@@ -124,6 +127,8 @@ pub(super) struct RawApp {
     token_api: Option<TokenApi>,
     #[serde(default)]
     js_domains: Vec<String>,
+    #[serde(default)]
+    oauth_domains: Vec<String>,
     forward: Option<String>,
     reply_deadline_ms: Option<u64>,
     replay_window_s: Option<u64>,
@@ -233,6 +238,13 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
             Err(why) => c.problem(format!("{}: {d:?} {why}", key("js_domains"))),
         }
     }
+    let mut oauth_domains = Vec::new();
+    for d in &raw.oauth_domains {
+        match normalize_js_domain(d) {
+            Ok(d) => oauth_domains.push(d),
+            Err(why) => c.problem(format!("{}: {d:?} {why}", key("oauth_domains"))),
+        }
+    }
     let forward = match raw.forward {
         Some(f) => c
             .resolve(&key("forward"), &f)
@@ -279,6 +291,7 @@ pub(super) fn app_config(c: &mut Checker<'_>, name: &str, raw: RawApp) -> Option
         mode,
         token_api: raw.token_api.unwrap_or(TokenApi::Stable),
         js_domains,
+        oauth_domains,
         forward,
         reply_deadline_ms,
         replay_window_s,

@@ -18,6 +18,7 @@ mod auto_reply;
 mod env;
 mod listen;
 mod menu;
+mod oauth;
 mod ops;
 pub(crate) mod store;
 mod subset;
@@ -42,6 +43,7 @@ pub use self::auto_reply::{AutoReply, KeywordRule, MatchMode, Pick, MAX_REPLIES}
 use self::env::env_reference;
 pub use self::env::{Environment, ProcessEnv, Secret};
 pub use self::listen::parse_listen;
+pub use self::oauth::DEFAULT_OPEN_PLATFORM;
 pub use self::ops::OpsConfig;
 use self::ops::{ops_config, RawOps};
 use self::store::{store_config, RawStore};
@@ -83,6 +85,10 @@ pub struct Config {
     pub api_keys: Vec<Secret>,
     /// Named clients with scoped keys (`[api.clients.NAME]`).
     pub api_clients: Vec<Arc<ApiClient>>,
+    /// How browsers and WeChat reach this server (the OAuth callback's base), if configured.
+    pub public_url: Option<Url>,
+    /// WeChat's OAuth authorize host (`/connect/oauth2/authorize`).
+    pub open_platform: Url,
     /// Apps by name.
     pub apps: BTreeMap<String, Arc<AppConfig>>,
     /// `[ops]`: the admin listener and the alert webhook.
@@ -93,12 +99,16 @@ impl Config {
     /// A config with no keys and no apps, every optional setting at its default. Like
     /// [`AppConfig::new`], hand-built configs start here and override fields with `..`.
     pub fn new(listen: SocketAddr, upstream: Url, store: StoreConfig) -> Config {
+        // A constant that parses; the fallback only keeps this free of a panic path.
+        let open_platform = Url::parse(DEFAULT_OPEN_PLATFORM).unwrap_or_else(|_| upstream.clone());
         Config {
             listen,
             upstream,
             store,
             api_keys: Vec::new(),
             api_clients: Vec::new(),
+            public_url: None,
+            open_platform,
             apps: BTreeMap::new(),
             ops: OpsConfig::default(),
         }
@@ -115,6 +125,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub(crate) struct RawConfig {
     listen: Option<String>,
     upstream: Option<String>,
+    public_url: Option<String>,
+    open_platform: Option<String>,
     #[serde(default)]
     store: RawStore,
     #[serde(default)]
@@ -209,19 +221,26 @@ impl Config {
 
         let app_names = raw.apps.keys().cloned().collect();
         let (api_keys, api_clients) = api_config(&mut c, raw.api, &app_names);
+        let public_url = oauth::public_url(&mut c, raw.public_url.as_deref());
+        let open_platform = oauth::open_platform(&mut c, raw.open_platform.as_deref());
 
         let mut apps = BTreeMap::new();
         for (name, app) in raw.apps {
             if let Some(app) = app_config(&mut c, &name, app) {
+                oauth::check_apps(&mut c, public_url.as_ref(), &app);
                 apps.insert(name, Arc::new(app));
             }
         }
 
-        match (listen, upstream, store, ops) {
-            (Some(listen), Some(upstream), Some(store), Some(ops)) if c.problems.is_empty() => {
+        match (listen, upstream, store, ops, open_platform) {
+            (Some(listen), Some(upstream), Some(store), Some(ops), Some(open_platform))
+                if c.problems.is_empty() =>
+            {
                 Ok(Config {
                     api_keys,
                     api_clients: api_clients.into_iter().map(Arc::new).collect(),
+                    public_url,
+                    open_platform,
                     apps,
                     ops,
                     ..Config::new(listen, upstream, store)

@@ -55,7 +55,7 @@ pub(crate) async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }
 
-fn render(reply: Reply) -> Response {
+pub(crate) fn render(reply: Reply) -> Response {
     match reply {
         Reply::Json(value) => (
             [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 /// Which calls a [`Fault`] applies to.
 ///
-/// JSON: `"token"`, `"stable_token"`, `"ticket"`, `"custom_send"`, `"any_api"` or `"all"`.
+/// JSON: `"token"`, `"stable_token"`, `"ticket"`, `"custom_send"`, `"sns"`, `"any_api"` or
+/// `"all"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
@@ -34,10 +35,12 @@ pub enum Endpoint {
     Ticket,
     /// `POST /cgi-bin/message/custom/send`.
     CustomSend,
+    /// The OAuth calls under `/sns/` (code exchange, refresh, userinfo, auth).
+    Sns,
     /// Every call that takes an `access_token`: tickets, 客服消息 and any other `/cgi-bin/` path —
     /// everything except the two token endpoints.
     AnyApi,
-    /// Every `/cgi-bin/` call, the token endpoints included. The default in JSON.
+    /// Every `/cgi-bin/` and `/sns/` call, the token endpoints included. The default in JSON.
     #[default]
     All,
 }
@@ -50,6 +53,7 @@ pub(crate) enum CallKind {
     Ticket,
     CustomSend,
     OtherApi,
+    Sns,
 }
 
 impl Endpoint {
@@ -65,6 +69,7 @@ impl Endpoint {
             Endpoint::StableToken => kind == CallKind::StableToken,
             Endpoint::Ticket => kind == CallKind::Ticket,
             Endpoint::CustomSend => kind == CallKind::CustomSend,
+            Endpoint::Sns => kind == CallKind::Sns,
         }
     }
 }

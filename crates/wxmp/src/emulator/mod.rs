@@ -27,6 +27,7 @@ mod api;
 mod control;
 mod fault;
 mod menu;
+pub mod oauth;
 mod state;
 mod stats;
 pub mod surface;
@@ -48,6 +49,7 @@ use tokio::task::JoinHandle;
 
 pub use fault::{Endpoint, Fault, FaultKind, FaultShapeError};
 pub use menu::EmulatedUser;
+pub use oauth::OAuthStats;
 pub use stats::{AppStats, CallCount, TicketCalls};
 
 use state::{ApiRequest, Clock, Reply, State};
@@ -174,6 +176,9 @@ pub struct Emulator {
     /// A std `Mutex`, not tokio's: every critical section is a short synchronous decision and
     /// none spans an `.await`, so a blocking lock is both correct and cheaper.
     state: Arc<Mutex<State>>,
+    /// OAuth 网页授权's codes and tokens, apart from the token state machine (same reasoning
+    /// for a std `Mutex`).
+    oauth: Arc<Mutex<oauth::OAuthState>>,
 }
 
 impl fmt::Debug for Emulator {
@@ -187,8 +192,16 @@ impl fmt::Debug for Emulator {
 impl Emulator {
     /// A fresh platform: no tokens issued, no faults, counters at zero.
     pub fn new(config: EmulatorConfig) -> Self {
+        let secrets = config
+            .apps
+            .iter()
+            .map(|a| (a.appid.as_str(), a.secret.as_str()));
         Emulator {
             state: Arc::new(Mutex::new(State::new(&config, StdRng::from_entropy()))),
+            oauth: Arc::new(Mutex::new(oauth::OAuthState::new(
+                secrets,
+                StdRng::from_entropy(),
+            ))),
         }
     }
 
@@ -217,6 +230,9 @@ impl Emulator {
     ///     AppSecret refreshed; every token the app held answers 40001 now.
     ///   - `PUT /_emulator/whitelist?appid=` — body `{"ips":["127.0.0.1"]}`; `{"ips":null}`
     ///     removes the whitelist.
+    /// * OAuth 网页授权 (see [`oauth`]): `GET /connect/oauth2/authorize` (a consenting test
+    ///   user, `wxmp_user=NAME`), `GET /sns/oauth2/access_token`, `/sns/oauth2/refresh_token`,
+    ///   `/sns/userinfo`, `/sns/auth`.
     /// * Anything else: 404.
     ///
     /// The IP whitelist needs the peer address: serve with
@@ -228,6 +244,7 @@ impl Emulator {
             // Media uploads reach 10 MB; axum's default for a buffered body is 2 MB.
             .layer(axum::extract::DefaultBodyLimit::max(MAX_API_BODY))
             .merge(control::routes())
+            .merge(oauth::routes())
             .fallback(api::not_found)
             .with_state(self.clone())
     }
@@ -340,6 +357,15 @@ impl Emulator {
             return Reply::from_fault(kind);
         }
         self.lock().answer(&req, Clock::now())
+    }
+
+    /// What the OAuth endpoints counted so far.
+    pub fn oauth_stats(&self) -> OAuthStats {
+        self.oauth_lock().stats()
+    }
+
+    fn oauth_lock(&self) -> MutexGuard<'_, oauth::OAuthState> {
+        self.oauth.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The state; a panic elsewhere while holding it cannot leave it half-updated in a way

@@ -801,6 +801,11 @@ impl State {
         self.apps.get(appid).map(|a| a.messages.clone())
     }
 
+    /// Consults the faults for a call answered outside this state machine (the OAuth calls).
+    pub fn take_fault(&mut self, kind: CallKind) -> FaultOutcome {
+        fault::take(&mut self.faults, kind)
+    }
+
     pub fn inject(&mut self, fault: Fault) {
         if fault.times != Some(0) {
             self.faults.push(fault);
