@@ -324,10 +324,12 @@ impl OAuthState {
     fn grant(&self, q: &HashMap<String, String>, now: Instant) -> Result<&Grant, Value> {
         let param = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let token = param("access_token").ok_or_else(|| err(41001, "access_token missing"))?;
-        let grant = self
-            .tokens
-            .get(token)
-            .ok_or_else(|| err(40001, "invalid credential, access_token is invalid or not latest"))?;
+        let grant = self.tokens.get(token).ok_or_else(|| {
+            err(
+                40001,
+                "invalid credential, access_token is invalid or not latest",
+            )
+        })?;
         if grant.expires_at <= now {
             return Err(err(42001, "access_token expired"));
         }
@@ -460,7 +462,10 @@ mod tests {
                 now,
             )
             .unwrap();
-        assert!(location.starts_with("https://example.com/cb?x=1&code="), "{location}");
+        assert!(
+            location.starts_with("https://example.com/cb?x=1&code="),
+            "{location}"
+        );
         assert!(location.ends_with("&state=st"));
         code_from(&location)
     }
@@ -487,7 +492,10 @@ mod tests {
         assert_eq!(t["scope"], "snsapi_base");
         assert_eq!(exchange(&mut s, &code, now)["errcode"], 40163);
         let late = authorize(&mut s, "snsapi_base", now);
-        assert_eq!(exchange(&mut s, &late, now + CODE_LIFETIME)["errcode"], 42003);
+        assert_eq!(
+            exchange(&mut s, &late, now + CODE_LIFETIME)["errcode"],
+            42003
+        );
         assert_eq!(exchange(&mut s, "forged", now)["errcode"], 40029);
         let fresh = authorize(&mut s, "snsapi_base", now);
         let wrong_secret = s.access_token(
@@ -522,7 +530,10 @@ mod tests {
         assert_eq!(info["unionid"], unionid_of("alice"));
         let other = s.userinfo(&q(&[("access_token", &token), ("openid", "oX")]), now);
         assert_eq!(other["errcode"], 40003);
-        assert_eq!(s.auth(&q(&[("access_token", &token), ("openid", openid)]), now)["errcode"], 0);
+        assert_eq!(
+            s.auth(&q(&[("access_token", &token), ("openid", openid)]), now)["errcode"],
+            0
+        );
         let refreshed = s.refresh_token(
             &q(&[
                 ("appid", APPID),
@@ -533,7 +544,11 @@ mod tests {
         );
         assert_eq!(refreshed["openid"], openid);
         let bad = s.refresh_token(
-            &q(&[("appid", APPID), ("grant_type", "refresh_token"), ("refresh_token", "x")]),
+            &q(&[
+                ("appid", APPID),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "x"),
+            ]),
             now,
         );
         assert_eq!(bad["errcode"], 40030);

@@ -33,10 +33,19 @@ fn json_body<T>(
         .map_err(|e| AppError::BadRequest(format!("expected a JSON body {shape}: {e}")))
 }
 
-fn answer(state: &AppState, app: &str, result: Result<Identity, OAuthError>) -> Result<Json<Value>, AppError> {
-    state
-        .metrics
-        .api(app, if result.is_ok() { "oauth_ok" } else { "oauth_error" });
+fn answer(
+    state: &AppState,
+    app: &str,
+    result: Result<Identity, OAuthError>,
+) -> Result<Json<Value>, AppError> {
+    state.metrics.api(
+        app,
+        if result.is_ok() {
+            "oauth_ok"
+        } else {
+            "oauth_error"
+        },
+    );
     Ok(Json(json!(result?)))
 }
 
@@ -64,7 +73,9 @@ pub(crate) async fn code(
         .cloned()
         .ok_or_else(|| AppError::UnknownApp(app.clone()))?;
     let body = json_body(body, "{\"code\":\"…\"}")?;
-    if body.code.is_empty() || body.code.len() > 512 || !body.code.bytes().all(|b| b.is_ascii_graphic())
+    if body.code.is_empty()
+        || body.code.len() > 512
+        || !body.code.bytes().all(|b| b.is_ascii_graphic())
     {
         return Err(AppError::BadRequest(
             "code must be the code WeChat added to the redirect (printable, at most 512 characters)"

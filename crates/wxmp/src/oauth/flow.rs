@@ -75,15 +75,18 @@ fn redirect(location: &str, cookie: Option<String>) -> Response {
     response
 }
 
-/// The app, if it can run the flow; else the page saying why.
-fn oauth_app(state: &AppState, name: &str) -> Result<std::sync::Arc<AppConfig>, Response> {
+/// The app, if it can run the flow; else the status and text of the page saying why.
+fn oauth_app(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<AppConfig>, (StatusCode, String)> {
     let app = state
         .config
         .app(name)
         .cloned()
-        .ok_or_else(|| page(StatusCode::NOT_FOUND, format!("no app named {name:?}")))?;
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no app named {name:?}")))?;
     if app.secret.is_none() {
-        return Err(page(
+        return Err((
             StatusCode::CONFLICT,
             OAuthError::NoSecret(app.name.clone()).to_string(),
         ));
@@ -99,7 +102,7 @@ pub(crate) async fn start(
 ) -> Response {
     let app = match oauth_app(&state, &name) {
         Ok(app) => app,
-        Err(page) => return page,
+        Err((status, text)) => return page(status, text),
     };
     let Some(public_url) = state.config.public_url.clone() else {
         return page(
@@ -130,7 +133,10 @@ pub(crate) async fn start(
         binding: binding.clone(),
     };
     let Ok(text) = serde_json::to_string(&record) else {
-        return page(StatusCode::INTERNAL_SERVER_ERROR, "cannot record the sign-in");
+        return page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot record the sign-in",
+        );
     };
     if let Err(e) = state
         .tokens
@@ -176,7 +182,7 @@ pub(crate) async fn callback(
 ) -> Response {
     let app = match oauth_app(&state, &name) {
         Ok(app) => app,
-        Err(page) => return page,
+        Err((status, text)) => return page(status, text),
     };
     let q = parse(query.as_deref());
     let st = q.get("state").map(String::as_str).unwrap_or_default();
@@ -205,7 +211,10 @@ pub(crate) async fn callback(
         }
     };
     let Ok(started) = serde_json::from_str::<Started>(&raw) else {
-        return page(StatusCode::BAD_REQUEST, "this sign-in record is unreadable: start again");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "this sign-in record is unreadable: start again",
+        );
     };
     let cookie = cookie_value(&headers, &cookie_name(st)).unwrap_or_default();
     if !bool::from(cookie.as_bytes().ct_eq(started.binding.as_bytes())) {
@@ -236,7 +245,10 @@ pub(crate) async fn callback(
         cookie_name(st)
     );
     let Ok(mut back) = Url::parse(&started.return_url) else {
-        return page(StatusCode::BAD_REQUEST, "the stored return URL is unreadable");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "the stored return URL is unreadable",
+        );
     };
     let code = q.get("code").map(String::as_str).unwrap_or_default();
     if code.is_empty() {

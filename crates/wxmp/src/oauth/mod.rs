@@ -164,7 +164,10 @@ pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/apps/{app}/oauth/ticket", post(api::ticket))
         .route("/v1/apps/{app}/oauth/code", post(api::code))
-        .route("/v1/apps/{app}/oauth/authorize_url", get(api::authorize_url))
+        .route(
+            "/v1/apps/{app}/oauth/authorize_url",
+            get(api::authorize_url),
+        )
 }
 
 /// WeChat's authorize URL. The parameters go in the order WeChat's page expects, and the
