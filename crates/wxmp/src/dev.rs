@@ -28,7 +28,7 @@ use crate::emulator::{Emulator, EmulatorConfig, DEMO_APPID, DEMO_SECRET};
 use crate::menu::api::MenuApi;
 use crate::menu::{AppMenu, Button};
 use crate::reply::Outbound;
-use crate::{server, shutdown};
+use crate::{server, signals};
 
 /// The dev app's 服务器配置 Token.
 pub const DEV_TOKEN: &str = "pamtest";
@@ -161,6 +161,7 @@ pub async fn serve_dev(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let config = dev_config(bound, Url::parse(&emulator.base_url())?)?;
     forget_previous_run()?;
     let menu = config.app("demo").and_then(|a| a.menu.clone());
+    let reloads = signals::Reloads::new();
     let built = server::Server::build(config).await?;
     // Published like `wxmp menu push` would, so the emulator's menu/get shows it.
     if let Some(menu) = menu {
@@ -173,7 +174,25 @@ pub async fn serve_dev(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let router = built
         .router()
         .merge(crate::oauth::demo::routes(built.state.clone(), "demo"));
-    server::run(listener, router, shutdown::signal()).await?;
+    let serving = server::serve(
+        listener,
+        router,
+        built.serve_options(),
+        signals::terminate(),
+    );
+    let mut serving = std::pin::pin!(serving);
+    let mut reloads = reloads;
+    loop {
+        tokio::select! {
+            result = &mut serving => {
+                result?;
+                break;
+            }
+            () = reloads.recv() => tracing::info!(
+                "SIGHUP received: serve --dev has no config file; nothing to reload"
+            ),
+        }
+    }
     emulator.shutdown().await;
     Ok(())
 }

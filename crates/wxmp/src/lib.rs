@@ -6,7 +6,8 @@
 //! the separate, I/O-free `wxmp-proto` crate.
 //!
 //! ## Layout — data flows top to bottom
-//! - [`server`]: builds the state and the router, runs the listener with graceful shutdown.
+//! - [`server`]: builds the state and the router, runs the listener (connection limits,
+//!   timeouts, graceful shutdown) and applies config reloads.
 //! - [`state`]: the [`state::AppState`] every handler shares.
 //! - [`callback`]: `GET`/`POST /wx/{app}` — WeChat's 服务器地址(URL).
 //! - [`api`]: the `/v1` business API, bearer-key protected, with scoped clients.
@@ -20,8 +21,8 @@
 //!   auto-replies share.
 //! - [`emulator`]: the offline WeChat platform.
 //! - [`outbound`]: the HTTP client for WeChat and the webhook (no redirects, plain errors).
-//! - [`error`], [`metrics`], [`shutdown`], [`logging`]: HTTP errors, Prometheus metrics,
-//!   signals, log format.
+//! - [`error`], [`metrics`], [`signals`], [`logging`]: HTTP errors, Prometheus metrics,
+//!   SIGTERM/SIGHUP, log format.
 //! - [`redact`]: what logs and reports may show of secret URLs and attacker-chosen text.
 #![forbid(unsafe_code)]
 
@@ -43,7 +44,7 @@ pub mod redact;
 pub mod reply;
 pub mod send;
 pub mod server;
-pub mod shutdown;
+pub mod signals;
 pub mod state;
 pub mod store;
 pub mod token;

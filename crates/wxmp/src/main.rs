@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use wxmp::config::{parse_listen, Config, ProcessEnv};
 use wxmp::emulator::{EmulatedApp, EmulatorConfig};
 use wxmp::logging::{self, LogFormat};
-use wxmp::{check, dev, send, server, shutdown};
+use wxmp::{check, dev, send, server, signals};
 
 #[derive(Parser)]
 #[command(
@@ -226,6 +226,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.listen = listen;
     }
     let listen = config.listen;
+    // Before anything can take time: from here on SIGHUP reloads instead of killing.
+    let reloads = signals::Reloads::new();
     let built = server::Server::build(config).await?;
     let listener = TcpListener::bind(listen)
         .await
@@ -243,17 +245,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "wxmp serving");
     announce_callback_urls(&built.state.config, bound);
-    let stop = futures::FutureExt::shared(Box::pin(shutdown::signal()));
-    match ops_listener {
-        Some(ops) => {
-            tracing::info!(listen = %ops.local_addr()?, "ops listener: /status, /metrics, /healthz (no key)");
-            tokio::try_join!(
-                server::run(listener, built.router(), stop.clone()),
-                server::run(ops, built.ops_router(), stop),
-            )?;
-        }
-        None => server::run(listener, built.router(), stop).await?,
+    if let Some(ops) = &ops_listener {
+        tracing::info!(listen = %ops.local_addr()?, "ops listener: /status, /metrics, /healthz (no key)");
     }
+    server::serve_reloading(
+        built,
+        server::Listeners {
+            main: listener,
+            ops: ops_listener,
+        },
+        Some(&path),
+        &ProcessEnv,
+        reloads,
+        signals::terminate(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -295,7 +301,7 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
             listener.local_addr()?
         );
     }
-    wxmp::emulator::run(listener, config, shutdown::signal()).await?;
+    wxmp::emulator::run(listener, config, signals::terminate()).await?;
     Ok(())
 }
 

@@ -38,7 +38,8 @@
 //! Limits, all documented trade-offs rather than bugs:
 //! - If the instance handling a push dies, the claim stays for a minute: retries in that
 //!   minute get `success`, and the push is not handled (WeChat's own retries would have been
-//!   lost with it too). Graceful shutdown does not wait for handling tasks.
+//!   lost with it too). A graceful shutdown (SIGTERM) waits for handling tasks, within its
+//!   grace period, so a late reply still goes out as a 客服消息.
 //! - Deadlines of requests on other instances are computed from the first arrival's
 //!   wall-clock time, so clock skew between instances shifts them (bounded by each request's
 //!   own arrival plus the deadline). Skew never breaks "once": only the `:sent` claim decides.
@@ -62,6 +63,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch, Notify};
 use tokio::time::{sleep, sleep_until, Instant};
+use tokio_util::task::TaskTracker;
 use wxmp_proto::Message;
 
 use super::answer::{self, Answer};
@@ -202,16 +204,25 @@ enum Waiting {
     Store,
 }
 
-/// The deliveries this instance is handling, by store key. One per router.
+/// The deliveries this instance is handling, by store key. One per server, kept across
+/// config reloads.
 #[derive(Default)]
-pub(crate) struct Deliveries {
+pub struct Deliveries {
     /// A std `Mutex`: held only for map lookups, never across an `.await`.
     local: Mutex<HashMap<String, Arc<Local>>>,
     /// The webhook slots of each app (`webhook_concurrency`).
     webhook_limits: WebhookLimits,
+    /// The claim-and-handle tasks, so that shutdown can wait for late replies.
+    tasks: TaskTracker,
 }
 
 impl Deliveries {
+    /// The tasks still handling a push (and maybe about to send a late reply): shutdown
+    /// waits for them.
+    pub fn tasks(&self) -> TaskTracker {
+        self.tasks.clone()
+    }
+
     /// Answers one request for `message`: handles the push if it is new, waits for its
     /// result, and takes the reply if it is this request's to deliver.
     pub(crate) async fn deliver(
@@ -241,7 +252,7 @@ impl Deliveries {
                     delivery: delivery.clone(),
                     due: arrival + deadline,
                 };
-                tokio::spawn(self.clone().claim_and_handle(push, tx));
+                self.tasks.spawn(self.clone().claim_and_handle(push, tx));
                 rx.await.unwrap_or(Waiting::Store)
             }
         };

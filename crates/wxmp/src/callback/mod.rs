@@ -24,9 +24,10 @@
 //! - `custom_send`: a reply that missed the deadline, sent as a 客服消息.
 //!
 //! Handlers stay thin: extract a verified push, hand it to the deliveries, encrypt the answer
-//! for this request. The deliveries registry is router-local state (an `Extension` created in
+//! for this request. The deliveries registry is per-server state (an `Extension` given to
 //! [`routes`]), so two servers in one process — as in the tests — coordinate only through
-//! their store, exactly like two processes.
+//! their store, exactly like two processes, and a config reload, which builds a new router,
+//! keeps the deliveries in progress.
 //!
 //! ## Answers and their order
 //! 1. `auto_reply.rules`: a `text` message that matches a rule's keyword (`exact`: the whole
@@ -86,7 +87,7 @@ use axum::{Extension, Router};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
-use self::dedup::Deliveries;
+pub use self::dedup::Deliveries;
 use self::verify::{CallbackApp, CallbackQuery, VerifiedPush};
 
 /// Reads a forward webhook's `200` answer exactly as the callback server does: `Ok(None)`
@@ -98,11 +99,11 @@ pub fn parse_webhook_reply(body: &[u8]) -> Result<Option<crate::reply::Outbound>
     webhook::parse_answer(body).map_err(|e| e.to_string())
 }
 
-/// The callback routes, `GET` and `POST /wx/{app}`, with a deliveries registry of their own.
-pub fn routes() -> Router<AppState> {
+/// The callback routes, `GET` and `POST /wx/{app}`, handing pushes to `deliveries`.
+pub fn routes(deliveries: Arc<Deliveries>) -> Router<AppState> {
     Router::new()
         .route("/wx/{app}", get(handshake).post(push))
-        .layer(Extension(Arc::new(Deliveries::default())))
+        .layer(Extension(deliveries))
 }
 
 /// `GET /wx/{app}`: the 服务器配置 handshake; echoes `echostr` when the signature holds.

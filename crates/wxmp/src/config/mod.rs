@@ -7,10 +7,10 @@
 //! problem, so one run of `wxmp check` lists them all.
 //!
 //! One file per concern: `env` (`"$NAME"` values and [`Secret`]), `store` (`[store]`), `api`
-//! (`[api]` keys and scoped clients), `ops` (`[ops]`), `app` (`[apps.NAME]`), `auto_reply`
-//! (`[apps.NAME.auto_reply]`), `menu` (`[apps.NAME.menu]`); this module holds the top level
-//! and the checker they share. New sections get a file of their own
-//! rather than growing this one.
+//! (`[api]` keys and scoped clients), `ops` (`[ops]`), `server` (`[server]`), `app`
+//! (`[apps.NAME]`), `auto_reply` (`[apps.NAME.auto_reply]`), `menu` (`[apps.NAME.menu]`); this
+//! module holds the top level and the checker they share. New sections get a file of their
+//! own rather than growing this one.
 
 mod api;
 mod app;
@@ -20,6 +20,7 @@ mod listen;
 mod menu;
 mod oauth;
 mod ops;
+mod server;
 pub(crate) mod store;
 mod subset;
 
@@ -46,6 +47,8 @@ pub use self::listen::parse_listen;
 pub use self::oauth::DEFAULT_OPEN_PLATFORM;
 pub use self::ops::OpsConfig;
 use self::ops::{ops_config, RawOps};
+pub use self::server::ServerConfig;
+use self::server::{server_config, RawServer};
 use self::store::{store_config, RawStore};
 pub use self::store::{RedisConfig, RedisTarget, StoreConfig, DEFAULT_SQLITE_PATH};
 
@@ -93,6 +96,8 @@ pub struct Config {
     pub apps: BTreeMap<String, Arc<AppConfig>>,
     /// `[ops]`: the admin listener and the alert webhook.
     pub ops: OpsConfig,
+    /// Connection limits of the listener.
+    pub server: ServerConfig,
 }
 
 impl Config {
@@ -111,6 +116,7 @@ impl Config {
             open_platform,
             apps: BTreeMap::new(),
             ops: OpsConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -129,6 +135,8 @@ pub(crate) struct RawConfig {
     open_platform: Option<String>,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    server: RawServer,
     #[serde(default)]
     api: RawApi,
     #[serde(default)]
@@ -218,6 +226,7 @@ impl Config {
 
         let store = store_config(&mut c, raw.store);
         let ops = ops_config(&mut c, raw.ops);
+        let server = server_config(&mut c, raw.server);
 
         let app_names = raw.apps.keys().cloned().collect();
         let (api_keys, api_clients) = api_config(&mut c, raw.api, &app_names);
@@ -232,20 +241,24 @@ impl Config {
             }
         }
 
-        match (listen, upstream, store, ops, open_platform) {
-            (Some(listen), Some(upstream), Some(store), Some(ops), Some(open_platform))
-                if c.problems.is_empty() =>
-            {
-                Ok(Config {
-                    api_keys,
-                    api_clients: api_clients.into_iter().map(Arc::new).collect(),
-                    public_url,
-                    open_platform,
-                    apps,
-                    ops,
-                    ..Config::new(listen, upstream, store)
-                })
-            }
+        match (listen, upstream, store, ops, open_platform, server) {
+            (
+                Some(listen),
+                Some(upstream),
+                Some(store),
+                Some(ops),
+                Some(open_platform),
+                Some(server),
+            ) if c.problems.is_empty() => Ok(Config {
+                api_keys,
+                api_clients: api_clients.into_iter().map(Arc::new).collect(),
+                public_url,
+                open_platform,
+                apps,
+                ops,
+                server,
+                ..Config::new(listen, upstream, store)
+            }),
             _ => Err(ConfigError {
                 problems: c.problems,
             }),
@@ -371,6 +384,31 @@ webhook_concurrency = 0
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
         assert!(err.problems.len() >= 7, "{all}");
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_bounds() {
+        let config = Config::parse("", &env(&[])).unwrap();
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.server.max_connections, 10_000);
+        let text = "[server]\nmax_connections = 50\nheader_read_timeout_ms = 500\n\
+                    idle_timeout_ms = 2000\nbody_read_timeout_ms = 700\n";
+        let server = Config::parse(text, &env(&[])).unwrap().server;
+        assert_eq!(server.max_connections, 50);
+        assert_eq!(server.header_read_timeout.as_millis(), 500);
+        assert_eq!(server.idle_timeout.as_millis(), 2000);
+        assert_eq!(server.body_read_timeout.as_millis(), 700);
+        let bad =
+            "[server]\nmax_connections = 0\nheader_read_timeout_ms = 5\nidle_timeout_ms = 0\n";
+        let err = Config::parse(bad, &env(&[])).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        let all = err.to_string();
+        assert!(
+            all.contains("server.max_connections") && all.contains("server.idle_timeout_ms"),
+            "{all}"
+        );
+        let unknown = Config::parse("[server]\nmax_conns = 5\n", &env(&[])).unwrap_err();
+        assert!(unknown.to_string().contains("max_conns"), "{unknown}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod audit;
 mod budget;
 pub mod credential;
 pub mod foreign;
+mod reload;
 mod requester;
 pub mod upstream;
 
@@ -37,16 +38,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rand::Rng;
 use serde::Serialize;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
 use self::audit::Record;
 use self::budget::Budget;
 use self::credential::{now_ms, Backoff, Credential, Schedule};
 use self::foreign::{Detection, ForeignStatus, ForeignWatch};
+pub use self::reload::AppsApplied;
 pub use self::requester::Requester;
 pub use self::upstream::{TicketType, Upstream, UpstreamError};
 use crate::alert::Alerter;
@@ -299,6 +302,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Slot {
+    fn new(app: &Arc<AppConfig>, kind: Kind) -> Self {
+        let name = &app.name;
+        Slot {
+            app: app.clone(),
+            kind,
+            key: format!("token:{name}:{}", kind.as_str()),
+            lock_key: format!("lock:{name}:{}", kind.as_str()),
+            cached: Mutex::new(None),
+            flight: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            jitter: rand::thread_rng().gen::<f64>(),
+            status: Mutex::default(),
+        }
+    }
+
     fn cached(&self) -> Option<Credential> {
         lock(&self.cached).clone()
     }
@@ -372,8 +390,9 @@ struct Inner {
     upstream: Upstream,
     /// This instance's lock owner id.
     owner: String,
-    slots: HashMap<(String, Kind), Arc<Slot>>,
-    apps: BTreeMap<String, Arc<AppConfig>>,
+    /// Swapped whole when a reload changes the apps (`reload`); readers take a snapshot.
+    slots: ArcSwap<HashMap<(String, Kind), Arc<Slot>>>,
+    apps: ArcSwap<BTreeMap<String, Arc<AppConfig>>>,
     /// Where refreshes, errors and upstream latencies are reported.
     metrics: Arc<Metrics>,
     /// Foreign-refresh alerts.
@@ -389,6 +408,8 @@ pub struct TokenCore {
 /// Stops the refreshers when dropped.
 pub struct RefresherGuard {
     tasks: JoinSet<()>,
+    /// Each slot's refresher, so a reload can stop the ones of removed or changed apps.
+    by_slot: HashMap<(String, Kind), AbortHandle>,
 }
 
 impl RefresherGuard {
@@ -430,20 +451,7 @@ impl TokenCore {
         let mut slots = HashMap::new();
         for (name, app) in apps {
             for kind in Kind::ALL {
-                let key = format!("token:{name}:{}", kind.as_str());
-                let lock_key = format!("lock:{name}:{}", kind.as_str());
-                let slot = Slot {
-                    app: app.clone(),
-                    kind,
-                    key,
-                    lock_key,
-                    cached: Mutex::new(None),
-                    flight: tokio::sync::Mutex::new(()),
-                    wake: Notify::new(),
-                    jitter: rng.gen::<f64>(),
-                    status: Mutex::default(),
-                };
-                slots.insert((name.clone(), kind), Arc::new(slot));
+                slots.insert((name.clone(), kind), Arc::new(Slot::new(app, kind)));
             }
         }
         TokenCore {
@@ -451,8 +459,8 @@ impl TokenCore {
                 store,
                 upstream,
                 owner,
-                slots,
-                apps: apps.clone(),
+                slots: ArcSwap::from_pointee(slots),
+                apps: ArcSwap::from_pointee(apps.clone()),
                 metrics,
                 foreign: ForeignWatch::new(alerter),
             }),
@@ -474,11 +482,13 @@ impl TokenCore {
         &self.inner.metrics
     }
 
-    fn slot(&self, app: &str, kind: Kind) -> Result<&Arc<Slot>, TokenError> {
+    fn slot(&self, app: &str, kind: Kind) -> Result<Arc<Slot>, TokenError> {
         let slot = self
             .inner
             .slots
+            .load()
             .get(&(app.to_owned(), kind))
+            .cloned()
             .ok_or_else(|| TokenError::UnknownApp(app.to_owned()))?;
         if slot.app.secret.is_none() {
             return Err(TokenError::NoSecret(app.to_owned()));
@@ -489,14 +499,29 @@ impl TokenCore {
     /// Starts one refresher per credential of every app with a secret, and the watcher that
     /// applies other instances' refreshes. Dropping the guard stops them.
     pub fn start(&self) -> RefresherGuard {
-        let mut tasks = JoinSet::new();
-        for slot in self.inner.slots.values() {
-            if slot.app.secret.is_some() {
-                tasks.spawn(self.clone().refresher(slot.clone()));
-            }
+        let mut guard = RefresherGuard {
+            tasks: JoinSet::new(),
+            by_slot: HashMap::new(),
+        };
+        for ((name, kind), slot) in self.inner.slots.load().iter() {
+            self.start_refresher(&mut guard, name, *kind, slot);
         }
-        tasks.spawn(self.clone().watcher());
-        RefresherGuard { tasks }
+        guard.tasks.spawn(self.clone().watcher());
+        guard
+    }
+
+    /// Starts `slot`'s refresher when its app has a secret.
+    fn start_refresher(
+        &self,
+        guard: &mut RefresherGuard,
+        name: &str,
+        kind: Kind,
+        slot: &Arc<Slot>,
+    ) {
+        if slot.app.secret.is_some() {
+            let handle = guard.tasks.spawn(self.clone().refresher(slot.clone()));
+            guard.by_slot.insert((name.to_owned(), kind), handle);
+        }
     }
 
     /// The current access_token of `app`, fetching one only if none is usable.
@@ -521,7 +546,7 @@ impl TokenCore {
         slot.wake.notify_one();
         let ensured = self
             .ensure(
-                slot,
+                &slot,
                 |c: Option<&Credential>| c.is_none_or(|c| !c.is_usable(now_ms())),
                 None,
                 &Requester::wxmp(),
@@ -582,7 +607,7 @@ impl TokenCore {
         }
         let want =
             |c: Option<&Credential>| c.is_none_or(|c| c.value == stale || !c.is_usable(now_ms()));
-        let ensured = self.ensure(slot, want, Some(stale), by).await?;
+        let ensured = self.ensure(&slot, want, Some(stale), by).await?;
         Ok(Refreshed {
             refreshed: ensured.value != stale,
             issued: Issued::from(&ensured, now_ms()),
@@ -638,7 +663,7 @@ impl TokenCore {
     pub fn status(&self) -> BTreeMap<String, BTreeMap<&'static str, KindStatus>> {
         let now = now_ms();
         let mut out: BTreeMap<String, BTreeMap<&'static str, KindStatus>> = BTreeMap::new();
-        for ((app, kind), slot) in &self.inner.slots {
+        for ((app, kind), slot) in self.inner.slots.load().iter() {
             let cached = slot.cached();
             let s = lock(&slot.status);
             let status = KindStatus {
@@ -662,9 +687,9 @@ impl TokenCore {
         out
     }
 
-    /// The configured apps.
-    pub fn apps(&self) -> &BTreeMap<String, Arc<AppConfig>> {
-        &self.inner.apps
+    /// The configured apps (a snapshot: a reload may change them).
+    pub fn apps(&self) -> Arc<BTreeMap<String, Arc<AppConfig>>> {
+        self.inner.apps.load_full()
     }
 
     /// The app's last refreshes, newest first, as every instance sees them.
@@ -1182,21 +1207,24 @@ impl TokenCore {
     /// a passive refresh elsewhere reaches this instance's copy before the overlap ends.
     async fn watcher(self) {
         let mut notifications = self.inner.store.subscribe();
-        let by_key: HashMap<String, Arc<Slot>> = self
-            .inner
-            .slots
-            .values()
-            .map(|s| (s.key.clone(), s.clone()))
-            .collect();
         loop {
             match notifications.recv().await {
                 Ok(key) => {
-                    if let Some(slot) = by_key.get(&key) {
-                        let _ = self.read_store(slot).await;
+                    // Looked up in the current slots, which a reload may have changed.
+                    let slot = self
+                        .inner
+                        .slots
+                        .load()
+                        .values()
+                        .find(|s| s.key == key)
+                        .cloned();
+                    if let Some(slot) = slot {
+                        let _ = self.read_store(&slot).await;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    for slot in by_key.values() {
+                    let slots = self.inner.slots.load_full();
+                    for slot in slots.values() {
                         let _ = self.read_store(slot).await;
                     }
                 }

@@ -1,18 +1,36 @@
 //! Assembling and running the server: the store, the token core, the router.
 //!
 //! [`Server::build`] does everything that can fail before a port is bound is touched (open the
-//! store, build the HTTP client); [`run`] serves a listener until the shutdown future
-//! resolves, then drains in-flight requests. `main` only parses the CLI and config, binds and
-//! calls these, which is also how the end-to-end tests start real servers on port 0.
+//! store, build the HTTP client); [`serve`] (or [`run`], with default limits) serves a
+//! listener until the shutdown future resolves, then drains in-flight requests. `main` only
+//! parses the CLI and config, binds and calls these, which is also how the end-to-end tests
+//! start real servers on port 0.
+//!
+//! The pieces: `listen` (the accept loop, connection cap, shutdown drain) and `connection`
+//! (one connection's deadlines) replace `axum::serve`, which has no timeouts and no cap;
+//! `reload` applies a re-read config file to the running server (SIGHUP). What a reload
+//! replaces is the [`AppState`] and the router built on it; the token core, the metrics and
+//! the callback deliveries in progress are the same objects before and after, so held tokens,
+//! counters and late replies survive it.
+
+mod connection;
+mod listen;
+mod reload;
+
+pub use self::connection::BodyTimeout;
+pub use self::listen::{
+    connection_cap, raise_open_files_limit, serve, Routes, ServeOptions, DRAIN_LIMIT,
+};
+pub use self::reload::{serve_reloading, Listeners, Reloaded};
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::callback::Deliveries;
 use crate::config::{Config, StoreConfig};
 use crate::metrics::Metrics;
 pub use crate::state::AppState;
@@ -25,9 +43,13 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// A built server: state plus the refreshers it keeps alive.
 pub struct Server {
-    /// The state handlers share.
+    /// The state handlers share; [`Server::reload`] replaces it (the token core and metrics
+    /// in it stay the same).
     pub state: AppState,
-    _refreshers: RefresherGuard,
+    deliveries: Arc<Deliveries>,
+    routes: Routes,
+    ops_routes: Routes,
+    refreshers: RefresherGuard,
     _store_probe: crate::ops::ProbeGuard,
 }
 
@@ -61,34 +83,65 @@ impl Server {
         let tokens =
             TokenCore::with_metrics(&config.apps, store, upstream, metrics.clone(), alerter);
         let refreshers = tokens.start();
+        let state = AppState {
+            config: Arc::new(config),
+            tokens,
+            metrics,
+        };
+        let deliveries = Arc::new(Deliveries::default());
+        let routes = Routes::new(router_with(state.clone(), &deliveries));
+        let ops_routes = Routes::new(crate::ops::admin_router(state.clone()));
         Server {
-            state: AppState {
-                config: Arc::new(config),
-                tokens,
-                metrics,
-            },
-            _refreshers: refreshers,
+            state,
+            deliveries,
+            routes,
+            ops_routes,
+            refreshers,
             _store_probe: store_probe,
         }
     }
 
-    /// The router of every endpoint.
+    /// The router of every endpoint, on the current state.
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        router_with(self.state.clone(), &self.deliveries)
+    }
+
+    /// The live router [`Server::reload`] swaps: what [`serve`] should serve.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
+    }
+
+    /// How to serve this server: its `[server]` limits, and its deliveries as the background
+    /// work shutdown waits for.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            limits: self.state.config.server.clone(),
+            background: Some(self.deliveries.tasks()),
+            ..ServeOptions::default()
+        }
     }
 
     /// The admin listener's router (`[ops] listen`): `/status`, `/metrics`, `/healthz`.
     pub fn ops_router(&self) -> Router {
         crate::ops::admin_router(self.state.clone())
     }
+
+    /// The live admin router, swapped by [`Server::reload`] like [`Server::routes`].
+    pub fn ops_routes(&self) -> Routes {
+        self.ops_routes.clone()
+    }
 }
 
-/// Every route of INTERFACE.md.
+/// Every route of INTERFACE.md, with a deliveries registry of its own.
 pub fn router(state: AppState) -> Router {
+    router_with(state, &Arc::new(Deliveries::default()))
+}
+
+fn router_with(state: AppState, deliveries: &Arc<Deliveries>) -> Router {
     Router::new()
         .merge(crate::ops::main_routes(&state))
         .merge(crate::api::routes(state.clone()))
-        .merge(crate::callback::routes())
+        .merge(crate::callback::routes(deliveries.clone()))
         .merge(crate::oauth::browser_routes())
         // Applies to the routes above only: the proxy, merged after, streams up to 10 MiB.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -96,33 +149,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains open requests for
-/// at most 10 seconds.
+/// Serves `router` on `listener` with the default `[server]` limits until `shutdown`
+/// resolves, then drains open requests (see [`serve`]).
 pub async fn run(
     listener: TcpListener,
-    router: Router,
+    router: impl Into<Routes>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = drained_tx.send(());
-    };
-    let serve = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown);
-    let mut serve = std::pin::pin!(std::future::IntoFuture::into_future(serve));
-    tokio::select! {
-        result = &mut serve => return result,
-        _ = drained_rx => {}
-    }
-    match tokio::time::timeout(Duration::from_secs(10), serve).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!("requests still open after 10 s of draining; exiting anyway");
-            Ok(())
-        }
-    }
+    serve(listener, router, ServeOptions::default(), shutdown).await
 }
