@@ -290,3 +290,60 @@ fn send_helps_first_example_and_send_config_work_against_serve_dev() {
     );
     assert!(stdout.contains("pong"), "{stdout}");
 }
+
+#[test]
+fn sighup_under_dev_is_logged_and_changes_nothing() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_wxmp"))
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    read_banner(&mut child.0);
+    let status = Command::new("kill")
+        .args(["-s", "HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let found = line.contains("nothing to reload");
+        seen.push(line);
+        if found {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("nothing to reload")),
+        "{seen:#?}"
+    );
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "SIGHUP killed serve --dev"
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
