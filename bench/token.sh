@@ -3,4 +3,4 @@
 # server measured by the same harness (target, issue #3: p99 < 1 ms).   usage: bash bench/token.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench -p wxmp --bench load -- token
+cargo bench -p wxmp --bench load
