@@ -90,8 +90,17 @@ fn advise(config: &Config, r: &mut Report) {
             config.listen
         ));
     }
-    if config.api_keys.is_empty() {
-        r.note("[api] keys is empty: every /v1 request will be refused with 401".to_owned());
+    if config.api_keys.is_empty() && config.api_clients.is_empty() {
+        r.note(
+            "[api] has no keys and no clients: every /v1 request will be refused with 401"
+                .to_owned(),
+        );
+    } else if config.api_keys.is_empty() {
+        r.note(
+            "[api] keys is empty: /v1 answers only the [api.clients.*] keys, and /status and \
+             /metrics need [ops] listen (a client's key does not open them)"
+                .to_owned(),
+        );
     }
     if config.apps.is_empty() {
         r.note("no [apps.*] configured: nothing to serve".to_owned());

@@ -228,7 +228,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     // Before anything can take time: from here on SIGHUP reloads instead of killing.
     let reloads = signals::Reloads::new();
-    let built = server::Server::build(config).await?;
+    let mut built = server::Server::build(config).await?;
+    built.listen_override = args.listen;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

@@ -62,3 +62,26 @@ async fn a_reload_keeps_tokens_unless_the_account_changes() {
     assert_eq!(reloaded.apps.removed, vec!["demo".to_owned()]);
     assert!(tokens.access_token("demo").await.is_err());
 }
+
+#[tokio::test]
+async fn a_listen_given_on_the_command_line_is_no_change_at_reload() {
+    let emu = emulator(EmulatorConfig::default()).await;
+    let upstream = emu.base_url();
+    let mut running = config(&upstream, vec![app(TokenApi::Stable)]);
+    let from_command_line: std::net::SocketAddr = "127.0.0.1:18089".parse().unwrap();
+    running.listen = from_command_line;
+    let mut server = Server::with_store(running, Store::memory());
+    server.listen_override = Some(from_command_line);
+
+    // The file still says its own listen; `serve --listen` overrides it at reload too.
+    let file = config(&upstream, vec![app(TokenApi::Stable)]);
+    assert_ne!(file.listen, from_command_line);
+    let reloaded = server.reload(file.clone()).await;
+    assert!(reloaded.needs_restart.is_empty(), "{reloaded:?}");
+    assert_eq!(server.state.config.listen, from_command_line);
+
+    // Without an override, the same file is a listen change that needs a restart.
+    server.listen_override = None;
+    let reloaded = server.reload(file).await;
+    assert_eq!(reloaded.needs_restart, vec!["listen"]);
+}

@@ -198,8 +198,7 @@ pub fn check_return_url(app: &AppConfig, text: &str, what: &str) -> Result<Url, 
     }
     if app.oauth_domains.is_empty() {
         return Err(format!(
-            "app {:?} has no oauth_domains configured: add the page's domain to oauth_domains \
-             (and to 公众号设置 → 功能设置 → 网页授权域名)",
+            "app {:?} has no oauth_domains configured: add the page's domain to oauth_domains",
             app.name
         ));
     }

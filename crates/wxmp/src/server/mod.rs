@@ -51,6 +51,9 @@ pub struct Server {
     ops_routes: Routes,
     refreshers: RefresherGuard,
     _store_probe: crate::ops::ProbeGuard,
+    /// `serve --listen`: it overrides the file's `listen` at every reload too, so a reload
+    /// does not report a `listen` change the operator never made.
+    pub listen_override: Option<std::net::SocketAddr>,
 }
 
 /// Opens the configured store.
@@ -98,6 +101,7 @@ impl Server {
             ops_routes,
             refreshers,
             _store_probe: store_probe,
+            listen_override: None,
         }
     }
 

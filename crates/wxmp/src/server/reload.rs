@@ -34,6 +34,9 @@ pub struct Reloaded {
 impl Server {
     /// Serves `config` from the next request on (see the module docs).
     pub async fn reload(&mut self, mut config: Config) -> Reloaded {
+        if let Some(listen) = self.listen_override {
+            config.listen = listen;
+        }
         let running = &self.state.config;
         let mut needs_restart = Vec::new();
         if config.listen != running.listen {
