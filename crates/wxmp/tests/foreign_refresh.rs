@@ -129,6 +129,19 @@ async fn a_foreign_refresh_is_detected_reported_and_audited() {
                 .as_str()
                 .unwrap()
                 .ends_with('Z'));
+            // And the /status page of every instance, for the operator.
+            let page = client()
+                .get(i.url("/status"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                page.contains("<dt>Foreign refreshes</dt><dd class=\"err\">1 "),
+                "foreign refreshes missing from /status"
+            );
         }
         assert!(
             eventually(Duration::from_secs(10), || !alerts.received().is_empty()).await,

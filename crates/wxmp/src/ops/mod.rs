@@ -80,7 +80,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn status(State(state): State<AppState>) -> Response {
-    let page = status::render(&status::Snapshot::take(&state, now_ms()));
+    let mut snapshot = status::Snapshot::take(&state, now_ms());
+    // Cluster-wide, from the store: every instance's page shows the same count. Left out
+    // (not shown as 0) when the store cannot be read.
+    for app in snapshot.apps.iter_mut().filter(|a| a.has_secret) {
+        app.foreign_refreshes = state
+            .tokens
+            .foreign_status(&app.name)
+            .await
+            .ok()
+            .map(|f| f.count);
+    }
+    let page = status::render(&snapshot);
     (
         [
             (CONTENT_TYPE, "text/html; charset=utf-8"),

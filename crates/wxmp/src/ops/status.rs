@@ -52,7 +52,8 @@ pub struct AppSnapshot {
     pub access_token: KindStatus,
     /// Ticket calls today: jsapi, wx_card.
     pub ticket_calls_today: u64,
-    /// Foreign refreshes seen, when this build tracks them.
+    /// Foreign refreshes seen by any instance (from the store; filled in by the handler,
+    /// since the snapshot itself is taken without I/O).
     pub foreign_refreshes: Option<u64>,
     /// The last error (token, webhook or store), newest first among sources.
     pub last_error: Option<LastError>,
