@@ -12,6 +12,8 @@
 # median over rounds.
 #
 #   usage: bash bench/wrk.sh [post|get|token ...]      (default: all three)
+# Also printed: the server's CPU time (user + system) per request, from /proc, which a busy
+# machine disturbs far less than req/s.
 #   env:   ROUNDS=3 DURATION=5 CONNECTIONS=32 THREADS=1 STORE=memory|sqlite
 #          WXMP_BIN=path (skip the build; e.g. a build with another allocator)
 # Needs wrk (Debian's wrk package: installed here when missing, as .ci/run does).
@@ -48,7 +50,8 @@ emu_port=$(free_port)
 pids+=($!)
 noop_port=$(free_port)
 "$PEER" noop "127.0.0.1:$noop_port" &
-pids+=($!)
+noop_pid=$!
+pids+=($noop_pid)
 wxmp_port=$(free_port)
 store_toml='backend = "memory"'
 [ "$STORE" = sqlite ] && store_toml="backend = \"sqlite\"
@@ -82,24 +85,30 @@ start_wxmp() {
 }
 stop_wxmp() { kill "$wxmp_pid"; wait "$wxmp_pid" 2>/dev/null || true; }
 
-# Runs wrk once; prints "rps p50_us p99_us non2xx".
-run_wrk() { # run_wrk URL_BASE SCENARIO
-  local base=$1 scenario=$2 out
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# Runs wrk once; prints "rps p50_us p99_us non2xx cpu_us_per_request".
+run_wrk() { # run_wrk URL_BASE SCENARIO PID
+  local base=$1 scenario=$2 pid=$3 out before after
+  before=$(cpu_ticks "$pid")
   case $scenario in
     post | get) out=$(REQUESTS="$work/$scenario.txt" wrk -t"$THREADS" -c"$CONNECTIONS" \
       -d"${DURATION}s" --latency -s bench/wrk/replay.lua "$base") ;;
     token) out=$(API_KEY=$API_KEY wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
       --latency -s bench/wrk/token.lua "$base/v1/apps/demo/access_token") ;;
   esac
+  after=$(cpu_ticks "$pid")
   if grep -q "WARNING" <<<"$out"; then echo "bench: $scenario outlasted its prepared requests" >&2; fi
-  awk '
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6; return v }
     /Requests\/sec/ { rps = $2 }
     $1 == "50%" { p50 = us($2) }
     $1 == "99%" { p99 = us($2) }
     /Non-2xx/ { bad = $NF }
     /Socket errors/ { bad = bad "+sock" }
-    END { printf "%.0f %.0f %.0f %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }' <<<"$out"
+    / requests in / { n = $1 }
+    END { printf "%.0f %.0f %.0f %s %.1f\n", rps, p50, p99, (bad == "" ? 0 : bad), ticks / hz * 1e6 / n }' <<<"$out"
 }
 
 # Prepared requests: enough for the fastest rate seen here (~100k req/s) for DURATION.
@@ -111,7 +120,7 @@ prepare() {
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds, store $STORE, $(nproc) cores, $(date -u +%F)"
-printf '%-6s %-5s %-5s %9s %9s %9s  %s\n' round scen server req/s p50_us p99_us non2xx
+printf '%-6s %-5s %-5s %9s %9s %9s %11s  %s\n' round scen server req/s p50_us p99_us cpu_us/req non2xx
 declare -A ratios
 for round in $(seq "$ROUNDS"); do
   prepare
@@ -120,10 +129,11 @@ for round in $(seq "$ROUNDS"); do
     order="wxmp noop"; [ $((round % 2)) -eq 0 ] && order="noop wxmp"
     declare -A rps=()
     for server in $order; do
-      port=$wxmp_port; [ "$server" = noop ] && port=$noop_port
-      read -r r p50 p99 bad < <(run_wrk "http://127.0.0.1:$port" "$scenario")
+      port=$wxmp_port pid=$wxmp_pid
+      [ "$server" = noop ] && port=$noop_port pid=$noop_pid
+      read -r r p50 p99 bad cpu < <(run_wrk "http://127.0.0.1:$port" "$scenario" "$pid")
       rps[$server]=$r
-      printf '%-6s %-5s %-5s %9s %9s %9s  %s\n' "$round" "$scenario" "$server" "$r" "$p50" "$p99" "$bad"
+      printf '%-6s %-5s %-5s %9s %9s %9s %11s  %s\n' "$round" "$scenario" "$server" "$r" "$p50" "$p99" "$cpu" "$bad"
     done
     ratio=$(awk -v a="${rps[wxmp]}" -v b="${rps[noop]}" 'BEGIN { printf "%.3f", a / b }')
     ratios[$scenario]="${ratios[$scenario]:-} $ratio"
