@@ -252,14 +252,17 @@ async fn a_reply_lost_on_its_way_to_wechat_is_carried_by_the_retry() {
 #[tokio::test]
 async fn a_push_is_handled_even_when_wechat_hangs_up_at_once() {
     let emulator = emulator().await;
-    let hook = text_hook(Duration::from_millis(300), "still answered").await;
+    // The client hangs up at 300 ms, well after the push has reached wxmp even on a loaded
+    // machine (at 30 ms it sometimes had not, and the test then proved nothing), and well
+    // before the 1 s deadline and the webhook's answer at 1.5 s.
+    let hook = text_hook(Duration::from_millis(1500), "still answered").await;
     let mut a = app("hangup", Mode::Plain);
     a.secret = Some(Secret::new(SECRET));
     a.forward = Some(hook.url.clone());
-    a.reply_deadline_ms = 200;
+    a.reply_deadline_ms = 1000;
     let running = start(config(&emulator.base_url(), vec![a]), Store::memory()).await;
     let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(30))
+        .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
     let wechat = Wechat::new(&running, "hangup").with_http(impatient);
