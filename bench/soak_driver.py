@@ -646,7 +646,7 @@ SCHEDULE = [
     (0.28, slow),
     (0.45, kill_instance),
     (0.62, restart_redis),
-    (0.80, lambda: storm("-1 storm (long)", 30)),
+    (0.80, lambda: storm("-1 storm (long)", 16)),
 ]
 
 
