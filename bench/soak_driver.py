@@ -78,6 +78,17 @@ APPS = {
 T0 = time.time()
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
+LOAD_START = loadavg()
+
+
 def now():
     return time.time() - T0
 
@@ -757,6 +768,7 @@ def report(stats):
       "%d s), a passive refresh of the current token every %.0f s per app, run prefix soak-%s. "
       "Machine: %d cores, shared." % (DURATION, RATE, WORKERS, TOKEN_LIFETIME, OVERLAP,
                                       PASSIVE_CURRENT_S, RUN, os.cpu_count() or 0))
+    w("Load average (1 min) at the start %s, at the end %s." % (LOAD_START, loadavg()))
     w("")
     w("## Fault timeline (seconds from the start of traffic)")
     w("")
