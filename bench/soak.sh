@@ -5,7 +5,7 @@
 #
 #   usage: bash bench/soak.sh                 (needs redis-server and python3; builds wxmp)
 #   env:   DURATION=1800 RATE=100 WORKERS=8 REPORT=bench/soak-report.md BIN=… SEAL=…
-#          TOKEN_LIFETIME (default DURATION/8, at least 60) PASSIVE_CURRENT_S=40
+#          TOKEN_LIFETIME (default DURATION/12, at least 60) PASSIVE_CURRENT_S (DURATION/6)
 #          REDIS_DOWN_S=10 INSTANCE_DOWN_S=5 SLOW_S KEEP_WORK=1 (keep logs and config)
 #
 # The traffic driver is bench/soak_driver.py (standard library only); its docstring says what
