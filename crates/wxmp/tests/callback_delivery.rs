@@ -390,3 +390,30 @@ async fn two_instances_sharing_redis_call_the_webhook_once() {
     assert_eq!(bodies.len(), 2);
     assert_eq!(hook.calls().len(), 2);
 }
+
+#[tokio::test]
+async fn with_redis_down_a_retry_to_the_same_instance_is_not_handled_again() {
+    let mut redis = redis_server::RedisServer::start();
+    let prefix = format!("wxmp-callback-test:{:016x}:", rand::random::<u64>());
+    let store = RedisStore::connect(&redis.url(), &prefix).await.unwrap();
+    let hook = text_hook(Duration::from_millis(100), "handled once").await;
+    let mut a = app("outage", Mode::Plain);
+    a.forward = Some(hook.url.clone());
+    let running = start(config(NO_UPSTREAM, vec![a]), Store::Redis(store)).await;
+    let wechat = Wechat::new(&running, "outage");
+
+    redis.kill();
+    // Handled while the store is away: neither the claim nor the result reaches it.
+    let message = text_msg("during the outage", msg_id());
+    let first = wechat.push_plain(&message).await;
+    assert_eq!(text_of(&first.body), "handled once");
+    // WeChat's retries (each signed afresh) come after the handling finished, to the same
+    // instance: it remembers the push, so the webhook is not called again and each retry
+    // carries the reply, as it would with the store up.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let retry = wechat.push_plain(&message).await;
+        assert_eq!(text_of(&retry.body), "handled once");
+    }
+    assert_eq!(hook.calls().len(), 1);
+}

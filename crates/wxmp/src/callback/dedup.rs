@@ -48,8 +48,11 @@
 //!   twice. Every earlier loss is repaired by the retry.
 //! - Store failures degrade to per-instance dedup: a claim that cannot reach the store is
 //!   taken locally and logged, and the in-process registry keeps this instance's requests
-//!   consistent. Two instances cut off from the store at the same time may both handle a
-//!   push.
+//!   consistent. A push whose claim or result the store did not take stays in the registry
+//!   for [`LOCAL_KEEP`] after it was handled, so WeChat's retries that reach this instance
+//!   are answered from it rather than handled again. Two instances cut off from the store at
+//!   the same time may both handle a push; so may a retry that reaches another instance, or
+//!   that comes during the outage for a push handled before it.
 //! - Keys are `Message::dedup_key`: the `MsgId`, or for events `FromUserName` +
 //!   `CreateTime` + `Event` + `EventKey`. WeChat's docs leave out the last two, which would
 //!   make a `subscribe` and the `LOCATION` sent in the same second one delivery; retries are
@@ -76,6 +79,10 @@ use crate::store::Store;
 
 /// How long a claim lives without a result: longer than the webhook may take.
 const CLAIM_TTL: Duration = Duration::from_secs(60);
+/// How long a push the store did not record stays in this instance's registry after it was
+/// handled: past WeChat's last retry (about 15 s after the first try). Only pushes met by a
+/// store failure are kept, so memory grows with an outage, not with traffic.
+const LOCAL_KEEP: Duration = Duration::from_secs(60);
 /// How long a result (and the `:sent` claim) is kept at least: WeChat retries within about
 /// 15 s, so minutes are plenty for retries. With a replay window the records are kept longer
 /// still (see [`record_ttl`]).
@@ -291,6 +298,7 @@ impl Deliveries {
             done: false,
             reply: None,
         };
+        let mut claimed_locally = false;
         let claimed = match state
             .tokens
             .store()
@@ -303,6 +311,7 @@ impl Deliveries {
                 state
                     .metrics
                     .store_error("dedup", Some(&app.name), &e.to_string());
+                claimed_locally = true;
                 true
             }
         };
@@ -330,16 +339,35 @@ impl Deliveries {
             local
         };
         let _ = tx.send(Waiting::Local(local.clone()));
-        self.handle(&state, &app, &message, &key, &delivery, &local)
+        let stored = self
+            .handle(&state, &app, &message, &key, &delivery, &local)
             .await;
+        if claimed_locally || !stored {
+            // Nothing in the store stops a retry from being handled again: this registry
+            // must, for as long as WeChat retries. Not a tracked task: shutdown need not
+            // wait for it.
+            let registry = Arc::downgrade(&self);
+            tokio::spawn(async move {
+                sleep(LOCAL_KEEP).await;
+                if let Some(registry) = registry.upgrade() {
+                    registry.forget(&key, &local);
+                }
+            });
+            return;
+        }
+        self.forget(&key, &local);
+    }
+
+    /// Removes `local` from the registry, unless a newer handling of the key replaced it.
+    fn forget(&self, key: &str, local: &Arc<Local>) {
         let mut map = self.lock();
-        if map.get(&key).is_some_and(|l| Arc::ptr_eq(l, &local)) {
-            map.remove(&key);
+        if map.get(key).is_some_and(|l| Arc::ptr_eq(l, local)) {
+            map.remove(key);
         }
     }
 
     /// Runs the answer chain, publishes the result, and sends the reply as a 客服消息 if no
-    /// request took it by the deadline.
+    /// request took it by the deadline. True when the result reached the store.
     async fn handle(
         &self,
         state: &AppState,
@@ -348,7 +376,7 @@ impl Deliveries {
         key: &str,
         delivery: &str,
         local: &Local,
-    ) {
+    ) -> bool {
         let started = Instant::now();
         let answer = answer::answer(state, app, message, delivery, &self.webhook_limits).await;
         let handled_ms = started.elapsed().as_millis();
@@ -364,12 +392,16 @@ impl Deliveries {
             reply: xml.as_deref().map(str::to_owned),
         };
         let ttl = record_ttl(app);
-        if let Err(e) = store.set(key, &result.encode(), Some(ttl)).await {
-            state
-                .metrics
-                .store_error("dedup", Some(&app.name), &e.to_string());
-            tracing::warn!(app = %app.name, delivery = %shown(delivery), error = %e, "cannot store the result: retries reaching other instances will not see it");
-        }
+        let stored = match store.set(key, &result.encode(), Some(ttl)).await {
+            Ok(()) => true,
+            Err(e) => {
+                state
+                    .metrics
+                    .store_error("dedup", Some(&app.name), &e.to_string());
+                tracing::warn!(app = %app.name, delivery = %shown(delivery), error = %e, "cannot store the result: retries reaching other instances will not see it");
+                false
+            }
+        };
         // INFO lines carry no OpenID (it identifies a person) and nothing unbounded; the
         // DEBUG line before them has the sender, cut to a log-sized length.
         let shown = shown(delivery);
@@ -380,7 +412,7 @@ impl Deliveries {
         tracing::debug!(app = %app.name, delivery = %shown, openid = %redact::openid(&message.from_user_name), %msg_type, "push from");
         let Some(answer) = answer else {
             tracing::info!(app = %app.name, delivery = %shown, %msg_type, event, handled_ms, "push handled: no reply");
-            return;
+            return stored;
         };
         let source = answer.source;
         if answer.xml.is_some() {
@@ -399,7 +431,7 @@ impl Deliveries {
                 &shown,
             )
             .await;
-            return;
+            return stored;
         }
         if self
             .send_late(state, app, message, delivery, &answer, handled_ms)
@@ -414,6 +446,7 @@ impl Deliveries {
             )
             .await;
         }
+        stored
     }
 
     /// Sends a reply no request took (or one without a passive form) as a 客服消息, and logs
