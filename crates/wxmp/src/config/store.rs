@@ -130,6 +130,16 @@ pub(super) fn store_config(c: &mut Checker<'_>, raw: RawStore) -> Option<StoreCo
             }
         }
     }
+    if backend != "sqlite" && raw.path.is_some() {
+        c.problem(format!(
+            "store.path only applies to backend = \"sqlite\" (backend is {backend:?})"
+        ));
+    }
+    if backend != "redis" && raw.prefix.is_some() {
+        c.problem(format!(
+            "store.prefix only applies to backend = \"redis\" (backend is {backend:?})"
+        ));
+    }
     match backend {
         "sqlite" => {
             let path = c.resolve(
@@ -378,6 +388,9 @@ mod tests {
             ("backend = \"redis\"\nurl = \"rediss://h:1/#insecure\"", "store.tls_ca instead"),
             ("backend = \"redis\"\nurl = \"http://h:1\"", "must start with redis://"),
             ("backend = \"sqlite\"\nurl = \"redis://h:1\"", "only applies to backend = \"redis\""),
+            ("backend = \"sqlite\"\nprefix = \"app:\"", "store.prefix only applies"),
+            ("backend = \"redis\"\npath = \"w.db\"", "store.path only applies"),
+            ("backend = \"memory\"\npath = \"w.db\"", "store.path only applies"),
             ("backend = \"redis\"\npassword = \"$NOPE\"", "NOPE, which is not set"),
         ] {
             let err = parse(store, &[]).unwrap_err();
