@@ -80,6 +80,9 @@ impl Server {
     }
 }
 
+/// Connections the `[ops] listen` listener accepts at most.
+const OPS_MAX_CONNECTIONS: usize = 32;
+
 /// Where a server listens: the main listener and the optional admin one (`[ops] listen`).
 pub struct Listeners {
     /// Callbacks, `/v1` and the rest.
@@ -108,8 +111,14 @@ pub async fn serve_reloading(
         server.serve_options(),
         terminate.clone(),
     );
+    // The admin listener serves a scraper and a person or two: a small cap of its own, taken
+    // from the reserve the main listener's cap leaves under the open-files limit, so the two
+    // together stay within it.
     let ops_options = ServeOptions {
-        limits: server.state.config.server.clone(),
+        limits: crate::config::ServerConfig {
+            max_connections: OPS_MAX_CONNECTIONS.min(server.state.config.server.max_connections),
+            ..server.state.config.server.clone()
+        },
         ..ServeOptions::default()
     };
     let ops_routes = server.ops_routes();
