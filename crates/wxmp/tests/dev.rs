@@ -2,51 +2,13 @@
 //! binary, reads what it prints, and runs the printed `wxmp send` lines (a keyword, a sentence
 //! with the demo's `contains` keyword, a menu click) and API calls verbatim.
 
+mod process;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Reads the banner up to its last line.
-fn read_banner(child: &mut Child) -> Vec<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            let done = line.contains("Ctrl-C to stop");
-            if tx.send(line).is_err() || done {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = Vec::new();
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        let done = line.contains("Ctrl-C to stop");
-        lines.push(line);
-        if done {
-            return lines;
-        }
-    }
-    panic!("serve --dev printed no complete banner: {lines:#?}");
-}
+use process::DevServer;
 
 /// Splits a printed command line as a POSIX shell would, for the quoting the banner uses
 /// (words, and '…' around a sentence).
@@ -89,16 +51,8 @@ fn serve_dev_prints_send_lines_that_work_as_printed() {
 }
 
 fn run_dev_once(bin: &str, dir: &std::path::Path) {
-    let port = free_port();
-    let mut child = Command::new(bin)
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let banner = read_banner(&mut child);
-    let _server = Killed(child);
+    let server = DevServer::start(dir, Stdio::null(), &[]);
+    let (banner, port) = (&server.banner, server.port);
 
     // Every printed send line, run as printed (`cargo run --release -- send …` is the built
     // binary's `send …`), with what each must answer.
@@ -237,16 +191,8 @@ fn send_helps_first_example_and_send_config_work_against_serve_dev() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(bin)
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    read_banner(&mut child);
-    let _server = Killed(child);
+    let server = DevServer::start(dir.path(), Stdio::null(), &[]);
+    let port = server.port;
 
     let example = example.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
     let args: Vec<&str> = example
@@ -295,18 +241,13 @@ fn send_helps_first_example_and_send_config_work_against_serve_dev() {
 fn sighup_under_dev_is_logged_and_changes_nothing() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_wxmp"))
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir.path())
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Killed(child);
-    let stderr = child.0.stderr.take().unwrap();
+    let mut server = DevServer::start(
+        dir.path(),
+        Stdio::piped(),
+        &[("NO_COLOR", "1"), ("RUST_LOG", "info")],
+    );
+    let port = server.port;
+    let stderr = server.child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
@@ -316,9 +257,8 @@ fn sighup_under_dev_is_logged_and_changes_nothing() {
             }
         }
     });
-    read_banner(&mut child.0);
     let status = Command::new("kill")
-        .args(["-s", "HUP", &child.0.id().to_string()])
+        .args(["-s", "HUP", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -336,7 +276,7 @@ fn sighup_under_dev_is_logged_and_changes_nothing() {
         "{seen:#?}"
     );
     assert!(
-        child.0.try_wait().unwrap().is_none(),
+        server.child.try_wait().unwrap().is_none(),
         "SIGHUP killed serve --dev"
     );
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -9,13 +9,14 @@
 //! only exist at run time (`$SIGNATURE` over the current time, an OAuth `$CODE`, a `$TICKET`)
 //! are computed fresh for each example, the way the doc tells a reader to get them.
 
+mod process;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
+use process::DevServer;
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE, COOKIE, LOCATION};
 use url::Url;
 use wxmp_proto::signature::{msg_signature, signature, Token};
@@ -647,70 +648,6 @@ fn the_parsers_read_what_the_shell_and_curl_would() {
 // ---------------------------------------------------------------------------------------------
 // Running the examples against `wxmp serve --dev`
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `serve --dev` in `dir`; its base URL and its emulator's, read from the banner.
-fn start_dev(dir: &Path) -> (Killed, String, String) {
-    let port = free_port();
-    let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wxmp"))
-        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Killed(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut banner = Vec::new();
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        let done = line.contains("Ctrl-C to stop");
-        banner.push(line);
-        if done {
-            let emulator = banner
-                .iter()
-                .find_map(|l| {
-                    l.split_once("emulated WeChat at ")
-                        .and_then(|(_, rest)| rest.split(';').next())
-                })
-                .unwrap_or_else(|| panic!("no emulator URL in the banner: {banner:#?}"))
-                .to_owned();
-            return (child, format!("http://127.0.0.1:{port}"), emulator);
-        }
-    }
-    panic!(
-        "serve --dev printed no complete banner: {banner:#?}\n{}",
-        std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-    );
-}
-
 fn location(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -840,7 +777,9 @@ async fn run_vars(
 #[tokio::test]
 async fn every_example_answers_as_documented() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, wxmp, emulator) = start_dev(dir.path());
+    let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+    let server = DevServer::start(dir.path(), stderr.into(), &[("NO_COLOR", "1")]);
+    let (wxmp, emulator) = (server.url(), server.emulator_url());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

@@ -351,3 +351,89 @@ pub fn subscribe_xml(from: &str) -> String {
             .as_secs()
     )
 }
+
+/// `wxmp serve --dev` on a free port in a folder of the test's, as the README runs it: started,
+/// and read up to the end of its banner (which names its in-process emulator). Killed on drop.
+pub struct DevServer {
+    pub child: Child,
+    pub port: u16,
+    pub banner: Vec<String>,
+}
+
+impl DevServer {
+    /// Starts it in `dir` with `stderr` where the test wants it and `env` set. Its stdout is
+    /// read on a thread of its own for as long as it runs, so it can never block on a full
+    /// pipe. A `stderr.log` in `dir`, if the test sent stderr there, is shown when the banner
+    /// does not come.
+    pub fn start(dir: &Path, stderr: Stdio, env: &[(&str, &str)]) -> DevServer {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wxmp"))
+            .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("wxmp serve --dev starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut server = DevServer {
+            child,
+            port,
+            banner: Vec::new(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                // After the banner nobody listens; keep draining.
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_LIMIT;
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let done = line.contains("Ctrl-C to stop");
+            server.banner.push(line);
+            if done {
+                return server;
+            }
+        }
+        panic!(
+            "serve --dev printed no complete banner: {:#?}\n{}",
+            server.banner,
+            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+        );
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The in-process emulator's URL, as the banner names it.
+    pub fn emulator_url(&self) -> String {
+        self.banner
+            .iter()
+            .find_map(|l| {
+                l.split_once("emulated WeChat at ")
+                    .and_then(|(_, rest)| rest.split(';').next())
+            })
+            .unwrap_or_else(|| panic!("no emulator URL in the banner: {:#?}", self.banner))
+            .to_owned()
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
