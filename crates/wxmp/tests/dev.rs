@@ -115,14 +115,7 @@ fn run_dev_once(bin: &str, dir: &std::path::Path) {
             "{token}"
         );
         // The served token works upstream as it is: this run's emulator accepts it.
-        let emulator = banner
-            .iter()
-            .find_map(|l| {
-                l.split_once("emulated WeChat at ")
-                    .and_then(|(_, rest)| rest.split(';').next())
-            })
-            .unwrap()
-            .to_owned();
+        let emulator = server.emulator_url();
         let access_token = token["access_token"].as_str().unwrap();
         let user: serde_json::Value = client
             .get(format!(
