@@ -1,6 +1,6 @@
 //! WXBizMsgCrypt: the AES layer of 兼容模式 and 安全模式.
 //!
-//! The layout (SPEC.md §2.3) is
+//! The layout (WXBizMsgCrypt, as the official samples implement it) is
 //! `AES-256-CBC(key, iv = key[..16])(random(16) ‖ be32(len(msg)) ‖ msg ‖ AppID ‖ PKCS#7/32)`,
 //! base64-encoded. Two traps shape this module:
 //!

@@ -2,7 +2,7 @@
 //!
 //! One variant per error of the official WXBizMsgCrypt samples, so that every failure maps to
 //! the code (-40001 … -40011) a WeChat developer already knows from the samples and forums
-//! (SPEC.md §2.6). The variants carry a short, secret-free reason: these messages end up in
+//! (the official WXBizMsgCrypt samples' error codes). The variants carry a short, secret-free reason: these messages end up in
 //! HTTP responses and logs, so they never contain key material, tokens or plaintext.
 
 use std::fmt;

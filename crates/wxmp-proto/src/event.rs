@@ -1,4 +1,4 @@
-//! Event pushes (`MsgType` = `event`, 接收事件推送, SPEC.md §3.2) as typed values.
+//! Event pushes (`MsgType` = `event`, 接收事件推送) as typed values.
 //!
 //! WeChat tells a server about things users *did* — followed, scanned a 带参数二维码, tapped a
 //! 自定义菜单 button, shared a location, answered a 订阅通知 popup, talked to 客服 — and about

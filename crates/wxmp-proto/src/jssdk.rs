@@ -2,7 +2,7 @@
 //!
 //! `wx.config` signs `jsapi_ticket=…&noncestr=…&timestamp=…&url=…` (keys in ASCII order, raw
 //! values, no URL escaping) with SHA-1, where `url` is the page URL without its `#fragment`
-//! (SPEC.md §5). The 卡券 `cardExt` signature is a different algorithm: SHA-1 over the sorted
+//! (JS-SDK 附录1). The 卡券 `cardExt` signature is a different algorithm: SHA-1 over the sorted
 //! *values* `api_ticket, nonce_str, timestamp, card_id, code, openid`, empty ones included.
 
 use crate::signature::Signature;

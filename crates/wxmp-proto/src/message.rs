@@ -1,4 +1,4 @@
-//! Inbound messages (接收普通消息, SPEC.md §3.1) as typed values, and their retry dedup key.
+//! Inbound messages (接收普通消息) as typed values, and their retry dedup key.
 //!
 //! A callback body is one flat `<xml>` element. [`Message`] reads the common header
 //! (`ToUserName`, `FromUserName`, `CreateTime`, `MsgType`), turns the rest into a
@@ -33,7 +33,7 @@ use crate::Error;
 
 /// One inbound push: a user's message or an event, as WeChat POSTs it to the server URL.
 ///
-/// WeChat doc: 基础消息能力 / 接收普通消息 and 接收事件推送 (SPEC.md §3.1, §3.2).
+/// WeChat doc: 基础消息能力 / 接收普通消息 and 接收事件推送.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// `ToUserName`: the account's original id (`gh_…`).
@@ -313,8 +313,8 @@ impl Message {
         }
     }
 
-    /// The key under which WeChat's retries of this push are the same delivery (SPEC.md
-    /// §3.4): the `MsgId` when there is one, otherwise `FromUserName` + `CreateTime` +
+    /// The key under which WeChat's retries of this push are the same delivery (WeChat's
+    /// 消息排重): the `MsgId` when there is one, otherwise `FromUserName` + `CreateTime` +
     /// `Event` + `EventKey`, as received (empty when absent).
     ///
     /// WeChat's docs recommend `FromUserName` + `CreateTime` for events, but that merges two
@@ -335,7 +335,7 @@ impl Message {
     }
 }
 
-/// Identifies one delivery across WeChat's retries (重试的消息排重, SPEC.md §3.4).
+/// Identifies one delivery across WeChat's retries (重试的消息排重).
 ///
 /// Its [`Display`](fmt::Display) form is stable and safe as a storage key or an HTTP header
 /// value (`X-Wxmp-Delivery`): `msgid:1234567890123456` or

@@ -1,4 +1,4 @@
-//! Passive replies (被动回复用户消息, SPEC.md §3.3): the XML a server returns as the body of
+//! Passive replies (被动回复用户消息): the XML a server returns as the body of
 //! WeChat's POST, and the `success` that means "no reply".
 //!
 //! [`Reply::render`] writes the layouts of the official doc byte for byte — no whitespace,
@@ -26,7 +26,7 @@ use crate::Error;
 /// The body that tells WeChat "no passive reply": `success`.
 ///
 /// WeChat treats `success` and an empty body (0 bytes — not an XML with an empty
-/// `Content`) alike: it shows nothing and does not retry (SPEC.md §3.4). `success` is the
+/// `Content`) alike: it shows nothing and does not retry (WeChat's 被动回复 docs). `success` is the
 /// documented recommendation. A server that needs longer than the 5-second deadline answers
 /// this and sends the real answer later as a 客服消息. It needs no encryption in 安全模式.
 pub const NO_REPLY: &str = "success";
@@ -35,7 +35,7 @@ pub const NO_REPLY: &str = "success";
 ///
 /// The docs also say that replying to a text, image, voice, video, news or location message
 /// allows only one article; that rule is not enforced here (its current wording is
-/// unverified, SPEC.md §3.3).
+/// unverified).
 pub const MAX_NEWS_ARTICLES: usize = 8;
 
 /// True when `body` is a "no reply" answer: `success` or empty, ignoring surrounding ASCII

@@ -2,7 +2,7 @@
 //!
 //! WeChat signs a callback by sorting `[token, timestamp, nonce]` (plus `Encrypt` for
 //! `msg_signature`) as *strings* — `"1714112445" < "415670741"` — concatenating them and
-//! taking the lowercase hex SHA-1 (SPEC.md §1, §2.4). Checking goes through
+//! taking the lowercase hex SHA-1 (服务器配置 verification and WXBizMsgCrypt). Checking goes through
 //! [`Signature::verify`], which compares in constant time so that an attacker timing our
 //! answers learns nothing about the expected value.
 //!

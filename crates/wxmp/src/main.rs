@@ -1,6 +1,7 @@
 //! The `wxmp` command line: parse arguments and config, bind, hand over to the library.
 //!
-//! Exit codes (INTERFACE.md): 0 success, 1 a reported error, 2 bad usage (clap's own).
+//! Exit codes, the same for every command (docs/operations.md says so to users): 0 success,
+//! 1 a reported error, 2 bad usage (clap's own).
 //! Errors go to stderr as one clear line.
 
 use std::net::SocketAddr;

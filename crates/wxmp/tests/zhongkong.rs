@@ -1,6 +1,6 @@
 //! The 中控 end to end: real HTTP, the emulator as WeChat, the real Redis and SQLite.
 //!
-//! Each test states one promise of INTERFACE.md ("Promises of the 中控") and checks it by
+//! Each test states one promise of the 中控 (docs/token-core.md) and checks it by
 //! counting what reached the emulator.
 
 mod common;

@@ -1,7 +1,7 @@
 //! A reply that missed the passive window, sent as a 客服消息 (customer-service message).
 //!
 //! WeChat closes a push after 5 seconds; an answer that comes later can only reach the user
-//! through `POST /cgi-bin/message/custom/send` (SPEC.md §6), which is allowed for 48 hours
+//! through `POST /cgi-bin/message/custom/send` (WeChat's 客服消息), which is allowed for 48 hours
 //! after the user's message. The JSON shapes differ from the passive XML in small ways
 //! (`musicurl`, `picurl`, a video's `thumb_media_id`), so the mapping lives here, as a pure
 //! function with its own tests. A 图文 material by `media_id` only exists in this form

@@ -2,7 +2,7 @@
 //!
 //! wxmp's token core, JS-SDK tickets and 客服消息 all talk to WeChat, which is slow to set up,
 //! rate-limited and impossible to make fail on demand. The emulator answers the same URLs with
-//! the same JSON and the same rules (SPEC.md §4–§6): `/cgi-bin/token` rotation with the 5-minute
+//! the same JSON and the same rules as WeChat documents them: `/cgi-bin/token` rotation with the 5-minute
 //! overlap, `/cgi-bin/stable_token` normal and forced modes, daily quotas, the IP whitelist,
 //! `getticket`, `message/custom/send`, the 自定义菜单 interfaces (judged by the same checks as
 //! the config file, see `menu`) and a token check on every other `/cgi-bin/` path. Tests
@@ -57,7 +57,7 @@ use state::{ApiRequest, Clock, Reply, State};
 /// The largest `/cgi-bin/` request body the emulator reads: above WeChat's 10 MB media limit.
 const MAX_API_BODY: usize = 16 << 20;
 
-/// The appid of the app in [`EmulatorConfig::demo`] (the one in INTERFACE.md's sample config).
+/// The appid of the app in [`EmulatorConfig::demo`] (the `serve --dev` app, docs/configuration.md's example).
 pub const DEMO_APPID: &str = "wx0123456789abcdef";
 /// The AppSecret of the app in [`EmulatorConfig::demo`]. Not a secret: the emulator is offline.
 pub const DEMO_SECRET: &str = "wxmp-demo-secret";

@@ -7,7 +7,7 @@
 //! Keeping it free of axum and `.await` lets the emulator hold a std `Mutex` around it for the
 //! length of one call and never across a sleep.
 //!
-//! Token rules (SPEC.md §4), shared by both families, classic (`/cgi-bin/token`) and stable
+//! Token rules (WeChat's 获取Access token and 获取稳定版接口调用凭据 docs), shared by both families, classic (`/cgi-bin/token`) and stable
 //! (`/cgi-bin/stable_token`), which never touch each other: when a family issues a new token,
 //! the one it replaces stays valid for `overlap` more (never past its own expiry) and any older
 //! one dies at once. A dead token answers 40001; a token past its natural expiry answers 42001.

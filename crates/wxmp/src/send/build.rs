@@ -7,7 +7,7 @@
 //! subscribe`, …): clap's derive only adds trait impls, so the same enum is both what the
 //! user types and what the builder reads, with no second copy of every field.
 //!
-//! The XML follows the official samples of 接收普通消息 and 接收事件推送 (SPEC.md §3): no
+//! The XML follows the official samples of 接收普通消息 and 接收事件推送: no
 //! whitespace, strings in CDATA (split around `]]>`), numbers bare, `MsgId` last and only on
 //! ordinary messages — events have none and are deduplicated by `FromUserName` +
 //! `CreateTime` instead.

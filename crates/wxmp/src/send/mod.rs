@@ -12,7 +12,7 @@
 //!   to the `stdout`/`stderr` it is handed, so tests can read what a user would see.
 //!
 //! Retries: WeChat's docs say "总共重试三次" without saying whether that counts the first
-//! try (SPEC.md §3.4). wxmp reads it as three attempts in all — the reading that matches the
+//! try (WeChat's 被动回复 docs). wxmp reads it as three attempts in all — the reading that matches the
 //! three deliveries developers report seeing for a slow server — so `--retries` (the tries
 //! after the first) defaults to 2. Each retry repeats the message byte for byte (same
 //! `MsgId`, same `CreateTime`) under a fresh `timestamp`, `nonce` and signature, so a

@@ -2,7 +2,7 @@
 //! reply, or an encrypted one whose `MsgSignature` must verify before it is decrypted.
 //!
 //! Pure, like [`super::build`], so every verdict can be tested without a server. The rules
-//! are WeChat's (SPEC.md §2.1, §3.4): `success` and an empty body mean "no reply"; in 安全模式
+//! are WeChat's (被动回复用户消息 and 消息加解密说明): `success` and an empty body mean "no reply"; in 安全模式
 //! the reply must be encrypted, in 兼容模式 it may be either, and in 明文模式 it must be
 //! plaintext. Anything else is what WeChat would turn into "该公众号暂时无法提供服务" for
 //! the user, so it is an error here — the point of the tool is to find that before a user

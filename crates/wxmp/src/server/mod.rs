@@ -136,7 +136,7 @@ impl Server {
     }
 }
 
-/// Every route of INTERFACE.md, with a deliveries registry of its own.
+/// Every route (docs/http.md lists them), with a deliveries registry of its own.
 pub fn router(state: AppState) -> Router {
     router_with(state, &Arc::new(Deliveries::default()))
 }

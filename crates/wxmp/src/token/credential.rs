@@ -3,7 +3,7 @@
 //! Times are wall-clock Unix milliseconds because a credential outlives the process (SQLite)
 //! and is shared between machines (Redis); a monotonic clock means nothing to either.
 //!
-//! The schedule follows INTERFACE.md: refresh when about a fifth of the lifetime WeChat
+//! The schedule (docs/token-core.md): refresh when about a fifth of the lifetime WeChat
 //! returned is left, never earlier than 5 minutes before expiry (the overlap WeChat
 //! guarantees between old and new token), with a little jitter so instances and apps do not
 //! all wake at once. Where that jitter goes depends on the token API ([`Schedule`]): a classic
