@@ -559,23 +559,25 @@ async fn kill_9_of_the_refreshing_process_is_taken_over_within_the_lease() {
         .spawn()
         .unwrap();
 
-    // Wait until the child's refresher holds the lock (it starts refreshing at boot).
+    // Wait until the child's refresher holds the lock (it starts refreshing at boot) and its
+    // call has reached the emulator and taken the delay: killed any earlier, on a loaded
+    // machine, it left the delay armed for the survivor's call.
     let redis = redis::Client::open(redis_url()).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let lock_key = format!("{prefix}lock:demo:access_token");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let held: Option<String> = redis::cmd("GET")
             .arg(&lock_key)
             .query_async(&mut conn)
             .await
             .unwrap();
-        if held.is_some() {
+        if held.is_some() && emu.emulator().faults().is_empty() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the child never took the refresh lock"
+            "the child never took the refresh lock and called WeChat"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
