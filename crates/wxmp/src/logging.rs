@@ -46,3 +46,79 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
 }
+
+/// A WARN that would be written for every request while a condition lasts — the store
+/// unreachable, say, which a push meets three or four times — written at most once per
+/// interval, with the count of the occurrences it stands for. The soak of issue 12 saw 2,204
+/// such lines in the 10 s Redis was down, which buries the one line that says what happened.
+/// Metrics still count every occurrence.
+#[derive(Debug)]
+pub struct Throttle {
+    every_ms: u64,
+    /// When the last line was written, in ms since the Unix epoch; 0 before the first.
+    last_ms: std::sync::atomic::AtomicU64,
+    /// Occurrences not written since then.
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// At most one line every `every_ms` milliseconds.
+    pub const fn every_ms(every_ms: u64) -> Self {
+        Throttle {
+            every_ms,
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this occurrence is written: `Some(n)` with the `n` occurrences left unwritten
+    /// since the last line, or `None` (counted for the next line).
+    pub fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.admit_at(now)
+    }
+
+    fn admit_at(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_ms.load(Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= self.every_ms;
+        // One writer per interval, even when several threads find it due at once.
+        if due
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Relaxed));
+        }
+        self.suppressed.fetch_add(1, Relaxed);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+
+    #[test]
+    fn a_throttle_writes_once_per_interval_and_counts_the_rest() {
+        let t = Throttle::every_ms(10_000);
+        assert_eq!(
+            t.admit_at(1_000),
+            Some(0),
+            "the first occurrence is written"
+        );
+        assert_eq!(t.admit_at(1_001), None);
+        assert_eq!(t.admit_at(10_999), None);
+        assert_eq!(
+            t.admit_at(11_000),
+            Some(2),
+            "the next line says what it stood for"
+        );
+        assert_eq!(t.admit_at(11_000), None);
+        assert_eq!(t.admit_at(30_000), Some(1));
+        assert_eq!(t.admit_at(30_001), None);
+    }
+}

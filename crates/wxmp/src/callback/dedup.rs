@@ -73,6 +73,7 @@ use super::answer::{self, Answer};
 use super::limit::WebhookLimits;
 use super::{custom_send, Outcome};
 use crate::config::AppConfig;
+use crate::logging::Throttle;
 use crate::redact;
 use crate::state::AppState;
 use crate::store::Store;
@@ -94,6 +95,12 @@ const RESULT_TTL: Duration = Duration::from_secs(300);
 pub(crate) fn record_ttl(app: &AppConfig) -> Duration {
     RESULT_TTL.max(super::replay::outlives_window(app))
 }
+/// The store-outage WARNs of the delivery path: one line per 10 s each, with a count of
+/// the repeats (every push would write them, several times, while the store is away).
+static CLAIM_WARN: Throttle = Throttle::every_ms(10_000);
+static RESULT_WARN: Throttle = Throttle::every_ms(10_000);
+static SENT_WARN: Throttle = Throttle::every_ms(10_000);
+
 /// How often a request waiting on another instance re-reads the store, in case a
 /// notification was lost.
 const POLL: Duration = Duration::from_millis(500);
@@ -307,7 +314,9 @@ impl Deliveries {
         {
             Ok(claimed) => claimed,
             Err(e) => {
-                tracing::warn!(app = %app.name, error = %e, "store unavailable: this push is deduplicated within this instance only");
+                if let Some(suppressed) = CLAIM_WARN.admit() {
+                    tracing::warn!(app = %app.name, error = %e, suppressed, "store unavailable: this push is deduplicated within this instance only");
+                }
                 state
                     .metrics
                     .store_error("dedup", Some(&app.name), &e.to_string());
@@ -398,7 +407,9 @@ impl Deliveries {
                 state
                     .metrics
                     .store_error("dedup", Some(&app.name), &e.to_string());
-                tracing::warn!(app = %app.name, delivery = %shown(delivery), error = %e, "cannot store the result: retries reaching other instances will not see it");
+                if let Some(suppressed) = RESULT_WARN.admit() {
+                    tracing::warn!(app = %app.name, delivery = %shown(delivery), error = %e, suppressed, "cannot store the result: retries reaching other instances will not see it");
+                }
                 false
             }
         };
@@ -626,7 +637,9 @@ impl Deliveries {
             // Expired between the two calls, long after the push: nothing went as custom.
             Ok(None) => via == Via::Passive,
             Err(e) => {
-                tracing::warn!(key = %shown(key), error = %e, "store unavailable while deciding how a reply goes; deciding within this instance");
+                if let Some(suppressed) = SENT_WARN.admit() {
+                    tracing::warn!(key = %shown(key), error = %e, suppressed, "store unavailable while deciding how a reply goes; deciding within this instance");
+                }
                 local.is_some()
             }
         }

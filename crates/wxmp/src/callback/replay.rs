@@ -125,7 +125,11 @@ pub(crate) async fn check_pair(
 
 /// A store failure: the pair check is skipped (logged), the request goes on.
 fn skipped(app: &AppConfig, e: &crate::store::StoreError) -> Result<(), Refusal> {
-    tracing::warn!(app = %app.name, error = %e, "store unavailable: (timestamp, nonce) pairs are not checked; the timestamp window still is");
+    // Every push would write it while the store is away: one line per 10 s, with a count.
+    static WARN: crate::logging::Throttle = crate::logging::Throttle::every_ms(10_000);
+    if let Some(suppressed) = WARN.admit() {
+        tracing::warn!(app = %app.name, error = %e, suppressed, "store unavailable: (timestamp, nonce) pairs are not checked; the timestamp window still is");
+    }
     Ok(())
 }
 
