@@ -608,41 +608,62 @@ impl Deliveries {
     /// when the store is unreachable. The decision is kept for `ttl`, as long as the record.
     async fn claim(&self, store: &Store, key: &str, via: Via, ttl: Duration) -> bool {
         let local = self.find(key);
-        if let Some(local) = &local {
-            let decided = match local.sent.compare_exchange(
-                Via::NONE,
-                via as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => via,
-                Err(earlier) => Via::from_u8(earlier),
-            };
-            if decided != via {
-                return false;
-            }
-            if via == Via::Passive {
-                local.taken.notify_one();
-            }
-        }
         let sent = format!("{key}:sent");
-        let stored = match store.set_nx(&sent, via.as_str(), ttl).await {
-            Ok(true) => return true,
-            Ok(false) => store.get(&sent).await,
+        // The store decides, atomically across instances and requests; this instance's entry
+        // records what it decided, and decides alone only while the store is away. (Deciding
+        // in the entry first let a 客服消息 claim that then lost in the store leave this
+        // instance's requests without the passive reply that had won: a race test caught it.)
+        let decided = match store.set_nx(&sent, via.as_str(), ttl).await {
+            Ok(true) => Ok((via, true)),
+            Ok(false) => match store.get(&sent).await {
+                // Anything but "passive" (an earlier version wrote "customer_service") is a
+                // 客服消息, which never shares.
+                Ok(Some(how)) if how == Via::Passive.as_str() => Ok((Via::Passive, false)),
+                Ok(Some(_)) => Ok((Via::Custom, false)),
+                // Expired between the two calls, long after the push: nothing went as custom.
+                Ok(None) => Ok((Via::Passive, false)),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
-        match stored {
-            // Another passive answer: this one may carry the reply too.
-            Ok(Some(how)) => via == Via::Passive && how == Via::Passive.as_str(),
-            // Expired between the two calls, long after the push: nothing went as custom.
-            Ok(None) => via == Via::Passive,
+        let won = match decided {
+            Ok((decided, set_here)) => {
+                if let Some(local) = &local {
+                    local.sent.store(decided as u8, Ordering::Release);
+                }
+                match via {
+                    // Passive answers share the reply.
+                    Via::Passive => decided == Via::Passive,
+                    // A 客服消息 goes only from the claim that decided it.
+                    Via::Custom => set_here,
+                }
+            }
             Err(e) => {
                 if let Some(suppressed) = SENT_WARN.admit() {
                     tracing::warn!(key = %shown(key), error = %e, suppressed, "store unavailable while deciding how a reply goes; deciding within this instance");
                 }
-                local.is_some()
+                match &local {
+                    None => false,
+                    Some(local) => match local.sent.compare_exchange(
+                        Via::NONE,
+                        via as u8,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => true,
+                        Err(earlier) => {
+                            via == Via::Passive && Via::from_u8(earlier) == Via::Passive
+                        }
+                    },
+                }
+            }
+        };
+        if won && via == Via::Passive {
+            if let Some(local) = &local {
+                local.taken.notify_one();
             }
         }
+        won
     }
 }
 
