@@ -647,15 +647,7 @@ async fn outcomes_are_counted_in_the_metrics() {
     wechat.post_raw("signature=x", "x").await;
     let (query, _) = wechat.signed_query();
     wechat.post_raw(&query, "x").await;
-    let metrics = http()
-        .get(running.url("/metrics"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = running.metrics().await;
     for outcome in [
         "verified",
         "replied",

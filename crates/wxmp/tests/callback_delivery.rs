@@ -184,15 +184,7 @@ async fn counted(running: &Running, app: &str, outcome: &str) -> bool {
     let line = format!("wxmp_callback_requests_total{{app=\"{app}\",outcome=\"{outcome}\"}}");
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        let metrics = http()
-            .get(running.url("/metrics"))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = running.metrics().await;
         if metrics.lines().any(|l| l.starts_with(&line)) {
             return true;
         }
@@ -315,15 +307,7 @@ async fn a_webhook_slower_than_5s_is_answered_on_the_retry() {
     assert!(answered_at < Duration::from_millis(7500), "{answered_at:?}");
     assert_eq!(hook.calls().len(), 1);
     // hyper dropped the first request when the client hung up; the handling went on.
-    let metrics = http()
-        .get(running.url("/metrics"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = running.metrics().await;
     for outcome in ["abandoned", "replied"] {
         let line =
             format!("wxmp_callback_requests_total{{app=\"patient\",outcome=\"{outcome}\"}} 1");

@@ -83,15 +83,7 @@ async fn timestamps_outside_the_window_or_not_numbers_are_refused() {
     let answer = plain.push_plain(&text_msg("ping", msg_id())).await;
     assert_eq!(text_of(&answer.body), "pong");
     assert!(plain.handshake("4242").await.status() == 200);
-    let metrics = http()
-        .get(running.url("/metrics"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = running.metrics().await;
     assert!(
         metrics.contains(r#"wxmp_callback_requests_total{app="plain",outcome="replay"} 8"#),
         "{metrics}"

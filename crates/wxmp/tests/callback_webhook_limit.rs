@@ -110,15 +110,7 @@ async fn a_hung_webhook_holds_at_most_n_connections_and_the_rest_fall_through_at
         assert_eq!(text_of(&answer.body), "we are busy");
     }
     assert_eq!(hook.most.load(Ordering::SeqCst), N);
-    let metrics = http()
-        .get(running.url("/metrics"))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = running.metrics().await;
     let line = format!(
         "wxmp_webhook_saturated_total{{app=\"busy\"}} {}",
         PUSHES - N + 5

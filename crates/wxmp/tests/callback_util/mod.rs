@@ -88,6 +88,19 @@ impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// The `/metrics` text, read with the API key.
+    pub async fn metrics(&self) -> String {
+        http()
+            .get(self.url("/metrics"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for Running {
