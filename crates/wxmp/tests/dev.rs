@@ -41,6 +41,19 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
+/// Runs a `wxmp send` command: it must exit 0 and print `answer` (the decrypted reply).
+fn sends_and_prints(send: &mut Command, what: &str, answer: &str) {
+    let out = send.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(answer), "{what}\n{stdout}");
+}
+
 #[test]
 fn serve_dev_prints_send_lines_that_work_as_printed() {
     let bin = env!("CARGO_BIN_EXE_wxmp");
@@ -72,20 +85,11 @@ fn run_dev_once(bin: &str, dir: &std::path::Path) {
             .find(|l| l.contains(marker))
             .unwrap_or_else(|| panic!("no send line with {marker:?} in {banner:#?}"));
         let args = shell_words(line.split_once("-- send ").map(|(_, rest)| rest).unwrap());
-        let out = Command::new(bin)
-            .arg("send")
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{line}\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
+        sends_and_prints(
+            Command::new(bin).arg("send").args(&args).current_dir(dir),
+            line,
+            answer,
         );
-        assert!(stdout.contains(answer), "{line}\n{stdout}");
     }
 
     // The printed token curl line, with the printed key.
@@ -193,15 +197,7 @@ fn send_helps_first_example_and_send_config_work_against_serve_dev() {
         .unwrap()
         .split_whitespace()
         .collect();
-    let out = Command::new(bin).arg("send").args(&args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{example}\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("pong"), "{stdout}");
+    sends_and_prints(Command::new(bin).arg("send").args(&args), &example, "pong");
 
     // `send --config` with a production-like file: API keys, AppSecrets and another app's
     // values come from "$NAME"s this machine does not have; sending only needs demo's
@@ -215,19 +211,13 @@ fn send_helps_first_example_and_send_config_work_against_serve_dev() {
          [apps.other]\nappid = \"$WXMP_TEST_UNSET_APPID\"\ntoken = \"$WXMP_TEST_UNSET_TOKEN\"\n",
     )
     .unwrap();
-    let out = Command::new(bin)
-        .args(["send", "--url", &format!("http://127.0.0.1:{port}/wx/demo")])
-        .args(["--config", config.to_str().unwrap(), "text", "ping"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    sends_and_prints(
+        Command::new(bin)
+            .args(["send", "--url", &format!("http://127.0.0.1:{port}/wx/demo")])
+            .args(["--config", config.to_str().unwrap(), "text", "ping"]),
+        "send --config",
+        "pong",
     );
-    assert!(stdout.contains("pong"), "{stdout}");
 }
 
 #[test]
