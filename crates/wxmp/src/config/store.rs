@@ -110,35 +110,30 @@ pub(super) struct RawStore {
 
 pub(super) fn store_config(c: &mut Checker<'_>, raw: RawStore) -> Option<StoreConfig> {
     let backend = raw.backend.as_deref().unwrap_or("sqlite");
-    let redis_only = [
-        ("url", raw.url.is_some()),
-        ("sentinels", raw.sentinels.is_some()),
-        ("master_name", raw.master_name.is_some()),
-        ("db", raw.db.is_some()),
-        ("username", raw.username.is_some()),
-        ("password", raw.password.is_some()),
-        ("sentinel_password", raw.sentinel_password.is_some()),
-        ("tls", raw.tls.is_some()),
-        ("tls_ca", raw.tls_ca.is_some()),
+    // Keys that do nothing under another backend: a mistake worth hearing about.
+    let backend_only = [
+        ("url", raw.url.is_some(), "redis"),
+        ("sentinels", raw.sentinels.is_some(), "redis"),
+        ("master_name", raw.master_name.is_some(), "redis"),
+        ("db", raw.db.is_some(), "redis"),
+        ("username", raw.username.is_some(), "redis"),
+        ("password", raw.password.is_some(), "redis"),
+        (
+            "sentinel_password",
+            raw.sentinel_password.is_some(),
+            "redis",
+        ),
+        ("tls", raw.tls.is_some(), "redis"),
+        ("tls_ca", raw.tls_ca.is_some(), "redis"),
+        ("prefix", raw.prefix.is_some(), "redis"),
+        ("path", raw.path.is_some(), "sqlite"),
     ];
-    if backend != "redis" {
-        for (key, given) in redis_only {
-            if given {
-                c.problem(format!(
-                    "store.{key} only applies to backend = \"redis\" (backend is {backend:?})"
-                ));
-            }
+    for (key, given, only) in backend_only {
+        if given && backend != only {
+            c.problem(format!(
+                "store.{key} only applies to backend = \"{only}\" (backend is {backend:?})"
+            ));
         }
-    }
-    if backend != "sqlite" && raw.path.is_some() {
-        c.problem(format!(
-            "store.path only applies to backend = \"sqlite\" (backend is {backend:?})"
-        ));
-    }
-    if backend != "redis" && raw.prefix.is_some() {
-        c.problem(format!(
-            "store.prefix only applies to backend = \"redis\" (backend is {backend:?})"
-        ));
     }
     match backend {
         "sqlite" => {
