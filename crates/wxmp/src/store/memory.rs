@@ -191,7 +191,11 @@ impl MemoryStore {
     /// Starts the background sweeper on the first write. Lazily, because a store may be
     /// made outside a runtime; every write runs inside one.
     fn ensure_sweeper(&self) {
-        if self.sweeper.started.swap(true, Ordering::AcqRel) {
+        // Every write calls this: a plain load keeps the common case off the shared cache
+        // line's write path; only the first writers race on the swap.
+        if self.sweeper.started.load(Ordering::Acquire)
+            || self.sweeper.started.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         match tokio::runtime::Handle::try_current() {
