@@ -55,17 +55,6 @@ async fn get(url: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn metrics(instance: &Instance) -> String {
-    client()
-        .get(instance.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn foreign_total(metrics: &str) -> u64 {
     metrics
         .lines()
@@ -103,7 +92,7 @@ async fn a_foreign_refresh_is_detected_reported_and_audited() {
         let proxied = a.url("/v1/apps/demo/proxy/cgi-bin/user/info?openid=oUser");
         let (status, v) = get(&proxied).await;
         assert_eq!((status, v["errcode"].as_i64()), (200, Some(0)), "{v}");
-        assert_eq!(foreign_total(&metrics(&a).await), 0, "no false alarm");
+        assert_eq!(foreign_total(&a.metrics().await), 0, "no false alarm");
 
         // Another party refreshes with the same AppSecret; the next call notices.
         let revoked_at = Instant::now();
@@ -114,7 +103,7 @@ async fn a_foreign_refresh_is_detected_reported_and_audited() {
             (200, Some(0)),
             "recovered: {v}"
         );
-        assert!(foreign_total(&metrics(&a).await) >= 1);
+        assert!(foreign_total(&a.metrics().await) >= 1);
         let latency = revoked_at.elapsed();
         println!(
             "{api:?}: foreign refresh detected {latency:?} after the revoke (first call after it)"
@@ -229,7 +218,7 @@ async fn a_token_wxmp_replaced_itself_is_no_foreign_refresh() {
     let (_, apps) = get(&running.url("/v1/apps")).await;
     let demo = &apps["apps"]["demo"];
     assert_eq!(demo["foreign_refreshes"], 0, "{demo}");
-    assert_eq!(foreign_total(&metrics(&running).await), 0);
+    assert_eq!(foreign_total(&running.metrics().await), 0);
     let (_, audit) = get(&running.url("/v1/apps/demo/refreshes")).await;
     let reasons: Vec<&str> = audit["refreshes"]
         .as_array()
@@ -253,7 +242,7 @@ async fn the_alert_webhook_follows_no_redirect() {
     emu.emulator().revoke_tokens(APPID);
     let (status, _) = get(&running.url("/v1/apps/demo/proxy/cgi-bin/user/info?openid=o")).await;
     assert_eq!(status, 200);
-    assert!(foreign_total(&metrics(&running).await) >= 1);
+    assert!(foreign_total(&running.metrics().await) >= 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         alerts.received().is_empty(),

@@ -41,17 +41,6 @@ async fn push(base: &str, msg_id: u64, content: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn scrape(instance: &Instance) -> String {
-    client()
-        .get(instance.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the one sample whose line starts with `prefix` (labels included).
 fn sample(metrics: &str, prefix: &str) -> Option<f64> {
     metrics
@@ -114,7 +103,7 @@ async fn metrics_cover_latencies_reasons_errcodes_and_dedup() {
         .unwrap();
     assert!(refused.status().is_client_error() || refused.status().is_server_error());
 
-    let m = scrape(&instance).await;
+    let m = instance.metrics().await;
     let has = |prefix: &str| {
         assert!(
             sample(&m, prefix).is_some_and(|v| v >= 1.0),
@@ -150,7 +139,7 @@ async fn store_up_follows_redis_down_and_back() {
         async move {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let m = scrape(instance).await;
+                let m = instance.metrics().await;
                 if sample(&m, "wxmp_store_up ") == Some(want) {
                     return m;
                 }

@@ -219,14 +219,7 @@ async fn a_redirecting_webhook_gets_no_message_and_the_default_reply_goes_out() 
     assert_eq!(calls.len(), 1, "the webhook was called once");
     assert!(String::from_utf8_lossy(&calls[0].body).contains("secret words"));
     assert!(target.seen().is_empty(), "followed: {:?}", target.seen());
-    let metrics = client()
-        .get(instance.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = instance.metrics().await;
     assert!(
         metrics.contains(r#"wxmp_callback_requests_total{app="demo",outcome="webhook_failed"} 1"#),
         "{metrics}"

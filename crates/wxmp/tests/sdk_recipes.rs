@@ -231,14 +231,7 @@ async fn drive(recipe: &str, mut driver: Command) -> Value {
             .any(|m| m["text"]["content"] == format!("hello from {recipe}")),
         "{recipe}: the 客服消息 did not arrive: {messages:?}"
     );
-    let metrics = client()
-        .get(instance.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = instance.metrics().await;
     // The revoke is another party refreshing with the AppSecret, so the one refresh the stale
     // token causes is recorded as `foreign_suspected`; no plain `passive` refresh may follow it.
     let refreshes = |reason: &str| {

@@ -481,14 +481,7 @@ async fn auth_unknown_apps_and_errors() {
     assert_eq!(r.status(), 400);
     let health = reqwest::get(instance.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = client
-        .get(instance.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = instance.metrics().await;
     assert!(metrics.contains("wxmp_api_requests"), "{metrics}");
 }
 

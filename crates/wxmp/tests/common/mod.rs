@@ -78,6 +78,18 @@ impl Instance {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The `/metrics` text, read with the API key.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn stop(self) {
         self.task.abort();
     }
