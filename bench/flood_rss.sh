@@ -13,6 +13,7 @@
 #   env:   FLOOD_S=60 AFTER_S=420 SAMPLE_S=10 CONNECTIONS=64 STORES="memory sqlite" BIN=path
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 FLOOD_S=${FLOOD_S:-60}
 AFTER_S=${AFTER_S:-420}
 SAMPLE_S=${SAMPLE_S:-10}
@@ -59,7 +60,7 @@ end
 LUA
 
 for store in $STORES; do
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   db="$work/$store.db"
   store_toml='backend = "memory"'
   [ "$store" = sqlite ] && store_toml="backend = \"sqlite\"
@@ -79,10 +80,7 @@ default = "ok"
 TOML
   "$BIN" serve --config "$work/$store.toml" >"$work/$store.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  wait_http "http://127.0.0.1:$port/healthz"
   echo "== $store store: idle before the flood: RSS $(rss_mb $pid) MiB"
   QUERIES="$work/queries.txt" wrk -t2 -c"$CONNECTIONS" -d"${FLOOD_S}s" -s "$work/flood.lua" \
     "http://127.0.0.1:$port" >"$work/$store.wrk" 2>&1 &

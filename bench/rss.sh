@@ -4,17 +4,15 @@
 #   usage: bash bench/rss.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 cargo build --release -q -p wxmp
 bin="$PWD/target/release/wxmp"
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 (cd "$work" && exec "$bin" serve --dev --listen "127.0.0.1:$port" >"$work/out.log" 2>&1) &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_http "http://127.0.0.1:$port/healthz"
 key="wxmp-dev-api-key-0123456789"
 for _ in $(seq 1 20); do
   curl -fsS -H "Authorization: Bearer $key" "http://127.0.0.1:$port/v1/apps/demo/access_token" >/dev/null

@@ -38,11 +38,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { # wait_http URL
-  for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "bench: $1 did not come up" >&2; exit 1
-}
+. bench/lib.sh
 
 API_KEY=wxmp-bench-api-key-0123456789
 emu_port=$(free_port)
